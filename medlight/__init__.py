@@ -1,0 +1,3 @@
+"""medlight: a PyTorch Lightning experiment framework for medical imaging research."""
+
+__version__ = "0.1.0"

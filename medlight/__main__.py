@@ -1,0 +1,5 @@
+import sys
+
+from medlight.cli import main
+
+sys.exit(main())

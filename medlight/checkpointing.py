@@ -1,0 +1,51 @@
+"""Checkpoint writing that never leaves a half-written or NaN-poisoned file behind."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.fabric.plugins import TorchCheckpointIO
+
+from medlight.errors import NonFiniteError
+
+
+def nonfinite_entries(state_dict: dict[str, Any]) -> list[str]:
+    """Names of floating-point tensors in ``state_dict`` that hold NaN or Inf."""
+    return [name for name, value in state_dict.items()
+            if isinstance(value, torch.Tensor) and value.is_floating_point() and not torch.isfinite(value).all()]
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Write to a temporary file in the same folder, fsync, then rename over the target.
+
+    A crash or kill during the write leaves the previous checkpoint intact. Weights holding NaN/Inf are
+    refused with :class:`NonFiniteError`, so a diverged model never overwrites a good checkpoint.
+    Remote paths (``scheme://``) fall back to Lightning's own writer.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+        bad = nonfinite_entries(checkpoint.get("state_dict", {}))
+        if bad:
+            raise NonFiniteError(f"refusing to write checkpoint {path}: NaN/Inf in {len(bad)} weight tensor(s) "
+                                 f"({', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}); the model diverged")
+        if "://" in str(path):
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            with tmp.open("wb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        directory = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)

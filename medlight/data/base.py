@@ -1,0 +1,109 @@
+"""Mechanics every medlight data module shares: rank shares, caching, resumable training loaders."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from lightning.pytorch import LightningDataModule
+from lightning.pytorch.trainer.states import TrainerFn
+from monai.data import CacheDataset, PersistentDataset, list_data_collate, partition_dataset
+from monai.data import Dataset as MonaiDataset
+from monai.transforms import Compose
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from medlight.data.sampling import EpochSampler, SeededAugmentDataset
+
+log = logging.getLogger(__name__)
+CacheMode = Literal["memory", "disk", "none"]
+
+
+class MedlightDataModule(LightningDataModule):
+    """Base data module.
+
+    Under DDP each rank takes its own share of the cases *before* caching, so a rank caches only what it
+    trains or evaluates on. Training shares are padded to equal length (every rank runs the same number of
+    steps); evaluation shares are not, so every evaluation case is scored exactly once.
+
+    Args:
+        batch_size: training items per batch.
+        num_workers: loader worker processes.
+        seed: seed of sampling order and augmentation.
+        cache: ``memory`` (MONAI CacheDataset), ``disk`` (PersistentDataset under ``cache_dir``) or ``none``.
+        cache_dir: folder for the disk cache.
+    """
+
+    def __init__(self, batch_size: int, num_workers: int, seed: int, cache: CacheMode,
+                 cache_dir: str | None) -> None:
+        super().__init__()
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.seed = seed
+        self.cache = cache
+        self.cache_dir = cache_dir
+        self._resume: dict[str, int] = {}
+
+    # -- distributed context ------------------------------------------------------------------------
+    @property
+    def rank(self) -> int:
+        return self.trainer.global_rank if self.trainer is not None else 0
+
+    @property
+    def world_size(self) -> int:
+        return self.trainer.world_size if self.trainer is not None else 1
+
+    def train_share(self, items: Sequence[dict]) -> list[dict]:
+        """This rank's training items: a seeded partition padded to equal length across ranks."""
+        if self.world_size == 1:
+            return list(items)
+        parts = partition_dataset(list(items), num_partitions=self.world_size, shuffle=True, seed=self.seed,
+                                  even_divisible=True)
+        return parts[self.rank]
+
+    def eval_share(self, items: Sequence[dict]) -> list[dict]:
+        """This rank's evaluation items: disjoint, unpadded, so each case is scored once overall."""
+        return list(items)[self.rank :: self.world_size]
+
+    # -- datasets and loaders ------------------------------------------------------------------------
+    def cached(self, items: Sequence[dict], transform: Compose, name: str) -> Dataset:
+        """A dataset of ``items`` whose deterministic ``transform`` output is cached as configured."""
+        if self.cache == "memory":
+            return CacheDataset(list(items), transform, num_workers=max(1, self.num_workers), progress=True)
+        if self.cache == "disk":
+            if not self.cache_dir:
+                raise ValueError("cache='disk' needs cache_dir")
+            return PersistentDataset(list(items), transform, cache_dir=Path(self.cache_dir) / name)
+        return MonaiDataset(list(items), transform)
+
+    def train_loader(self, base: Dataset, random_transform: Compose, batch_size: int | None = None,
+                     collate_fn: Callable = list_data_collate) -> DataLoader:
+        """Training loader: seeded per-epoch order and per-draw augmentation seeds, resumable mid-epoch."""
+        batch_size = batch_size or self.batch_size
+        sampler = EpochSampler(base, seed=self.seed, rank=self.rank)  # type: ignore[arg-type]
+        if self.trainer is not None and self._resume.get("epoch") == self.trainer.current_epoch:
+            sampler.skip_next(self._resume["batches_done"] * batch_size)
+            log.info("resuming the training loader after %d batches of epoch %d",
+                     self._resume["batches_done"], self._resume["epoch"])
+        self._resume = {}
+        return DataLoader(SeededAugmentDataset(base, random_transform), batch_size=batch_size, sampler=sampler,
+                          num_workers=self.num_workers, collate_fn=collate_fn,
+                          persistent_workers=self.num_workers > 0, drop_last=False)
+
+    def eval_loader(self, data: Dataset, collate_fn: Callable = list_data_collate) -> DataLoader:
+        """One case per batch, in order; a DistributedSampler of one replica so Lightning never re-shards it."""
+        sampler = DistributedSampler(data, num_replicas=1, rank=0, shuffle=False)  # type: ignore[arg-type]
+        return DataLoader(data, batch_size=1, sampler=sampler, num_workers=self.num_workers, collate_fn=collate_fn)
+
+    # -- resumption ----------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Where training is inside the epoch, saved in every checkpoint."""
+        trainer = self.trainer
+        if trainer is None or trainer.state.fn != TrainerFn.FITTING:
+            return {}
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        return {"epoch": trainer.current_epoch, "batches_done": int(done)}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._resume = dict(state_dict)

@@ -1,0 +1,82 @@
+"""Reproducible, resumable sampling of training items.
+
+The sampler yields ``(index, seed)`` pairs: the order is a seeded permutation per epoch, and every draw
+carries its own augmentation seed derived from (seed, rank, epoch, position). The dataset wrapper seeds its
+random transforms with it. So the sequence of batches, augmentation included, depends on neither the
+number of loader workers nor on interruptions: a resumed run skips the draws it has already trained on
+and continues with exactly the batches an uninterrupted run would have seen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sized
+from typing import Any
+
+import numpy as np
+import torch
+from monai.transforms import Compose
+from torch.utils.data import Dataset, DistributedSampler
+
+
+def draw_seed(*entropy: int) -> int:
+    """A 31-bit seed from integers, well mixed (numpy's SeedSequence)."""
+    return int(np.random.SeedSequence(list(entropy)).generate_state(1)[0] & 0x7FFFFFFF)
+
+
+class EpochSampler(DistributedSampler):
+    """Seeded per-epoch permutation of this rank's items, yielding ``(index, augmentation_seed)``.
+
+    It subclasses DistributedSampler only so that Lightning leaves it in place under DDP: the data module
+    already hands each rank its own share of the cases (and caches only that share).
+
+    Args:
+        data: the rank's dataset (only its length is used).
+        seed: base seed of order and augmentation.
+        rank: process rank, mixed into the augmentation seeds.
+        shuffle: permute each epoch (else sequential order).
+    """
+
+    def __init__(self, data: Sized, seed: int = 0, rank: int = 0, shuffle: bool = True) -> None:
+        super().__init__(data, num_replicas=1, rank=0, shuffle=shuffle, seed=seed, drop_last=False)  # type: ignore[arg-type]
+        self.process_rank = rank
+        self.skip = 0
+
+    def skip_next(self, draws: int) -> None:
+        """Skip the first ``draws`` items of the next iteration (resume inside an epoch)."""
+        self.skip = draws
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:  # type: ignore[override]
+        n = len(self.dataset)  # type: ignore[arg-type]
+        if self.shuffle:
+            order = torch.randperm(n, generator=torch.Generator().manual_seed(draw_seed(self.seed, self.epoch)))
+        else:
+            order = torch.arange(n)
+        start, self.skip = self.skip, 0
+        for position in range(start, n):
+            yield int(order[position]), draw_seed(self.seed, self.process_rank, self.epoch, position)
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+
+class SeededAugmentDataset(Dataset):
+    """Apply random transforms to items of ``base``, seeded by the key the sampler yields.
+
+    Args:
+        base: dataset of preprocessed (typically cached) items.
+        transform: the random part of the pipeline.
+    """
+
+    def __init__(self, base: Dataset, transform: Compose) -> None:
+        self.base = base
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.base)  # type: ignore[arg-type]
+
+    def __getitem__(self, key: int | tuple[int, int]) -> Any:
+        index, seed = key if isinstance(key, tuple) else (key, None)
+        item = self.base[index]
+        if seed is not None:
+            self.transform.set_random_state(seed=seed)
+        return self.transform(dict(item))  # shallow copy: the cached item must stay untouched

@@ -1,0 +1,127 @@
+"""Per-case segmentation metrics (MONAI functions) and a torchmetrics store that gathers them under DDP.
+
+Conventions for empty structures, per class:
+
+* Dice, IoU: 1 if prediction and ground truth are both empty, 0 if only one is.
+* precision = tp / (tp + fp); when nothing is predicted: 1 if the structure is absent too, else 0.
+* recall = tp / (tp + fn); when the structure is absent: 1 if nothing is predicted, else 0.
+* HD95 (mm): 0 if both are empty; the diagonal of the volume in mm if exactly one is empty, so that a
+  missed structure counts as the worst possible distance instead of vanishing from the mean.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from monai.metrics import compute_dice, compute_hausdorff_distance, compute_iou, get_confusion_matrix
+from monai.networks.utils import one_hot
+from torch import Tensor
+from torchmetrics import Metric
+
+METRICS = ("dice", "iou", "precision", "recall", "hd95")
+
+
+def case_metrics(pred: Tensor, target: Tensor, num_classes: int, spacing: Sequence[float] | None = None) -> Tensor:
+    """Metrics of one case.
+
+    Args:
+        pred: predicted label map, shape (1, *spatial), integer values.
+        target: ground-truth label map, shape (1, *spatial).
+        num_classes: classes including background.
+        spacing: voxel size in mm (for HD95); 1 mm if None.
+
+    Returns:
+        Tensor of shape (len(METRICS), num_classes - 1): one row per metric, one column per foreground class.
+    """
+    if pred.shape != target.shape or pred.shape[0] != 1:
+        raise ValueError(f"prediction {tuple(pred.shape)} and target {tuple(target.shape)} must both be (1, *spatial)")
+    p = one_hot(pred[None].long().as_subclass(Tensor), num_classes)
+    g = one_hot(target[None].long().as_subclass(Tensor), num_classes)
+    dice = compute_dice(p, g, include_background=False, ignore_empty=False)[0]
+    iou = compute_iou(p, g, include_background=False, ignore_empty=False)[0]
+    tp, fp, _, fn = get_confusion_matrix(p, g, include_background=False)[0].unbind(-1)
+    precision = torch.where(tp + fp > 0, tp / (tp + fp).clamp(min=1), (fn == 0).float())
+    recall = torch.where(tp + fn > 0, tp / (tp + fn).clamp(min=1), (fp == 0).float())
+    spacing = list(spacing) if spacing is not None else [1.0] * (p.dim() - 2)
+    hd95 = _hd95(p, g, spacing)
+    return torch.stack([dice, iou, precision, recall, hd95]).float()
+
+
+def _hd95(p: Tensor, g: Tensor, spacing: list[float]) -> Tensor:
+    diagonal = math.sqrt(sum((n * s) ** 2 for n, s in zip(p.shape[2:], spacing)))
+    out = []
+    for c in range(1, p.shape[1]):
+        has_p, has_g = bool(p[:, c].any()), bool(g[:, c].any())
+        if has_p and has_g:
+            out.append(float(compute_hausdorff_distance(p[:, c : c + 1], g[:, c : c + 1], include_background=True,
+                                                        percentile=95, spacing=spacing)[0, 0]))
+        else:
+            out.append(0.0 if has_p == has_g else diagonal)
+    return torch.tensor(out)
+
+
+class PerCaseMetrics(Metric):
+    """Keeps one row of metrics per case; ``compute`` returns every case, gathered across processes.
+
+    Each case must be scored exactly once per epoch (the data modules give every rank a disjoint share);
+    a case seen twice is a bug and raises instead of silently weighting that case double.
+    """
+
+    full_state_update = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.add_state("case_index", default=[], dist_reduce_fx="cat")
+        self.add_state("values", default=[], dist_reduce_fx="cat")
+
+    def update(self, case_index: Tensor, values: Tensor) -> None:  # type: ignore[override]
+        self.case_index.append(case_index.reshape(-1).long())  # type: ignore[union-attr]
+        self.values.append(values.reshape(1, *values.shape[-2:]).float())  # type: ignore[union-attr]
+
+    def compute(self) -> tuple[Tensor, Tensor]:
+        index = _cat(self.case_index)
+        values = _cat(self.values)
+        if index.numel() != index.unique().numel():
+            raise RuntimeError("a case was scored more than once in one evaluation")
+        order = index.argsort()
+        return index[order], values[order]
+
+
+def _cat(state: list[Tensor] | Tensor) -> Tensor:
+    return torch.cat(state) if isinstance(state, list) else state
+
+
+def summarise(values: Tensor, class_names: Sequence[str], with_std: bool = False) -> dict[str, float]:
+    """Means over cases: ``<metric>_<class>`` and ``<metric>`` (mean over classes), NaN-aware.
+
+    With ``with_std``, also ``<metric>_<class>_std`` and ``<metric>_std`` (std over cases of the class mean).
+    """
+    arr = values.cpu().numpy().astype(np.float64)
+    out: dict[str, float] = {}
+    if not len(arr):
+        return {f"{m}_{c}": float("nan") for m in METRICS for c in [*class_names]} | {m: float("nan") for m in METRICS}
+    for m, metric in enumerate(METRICS):
+        per_class = np.nanmean(arr[:, m, :], axis=0)
+        for c, name in enumerate(class_names):
+            out[f"{metric}_{name}"] = float(per_class[c])
+            if with_std:
+                out[f"{metric}_{name}_std"] = float(np.nanstd(arr[:, m, c]))
+        out[metric] = float(np.nanmean(per_class))
+        if with_std:
+            out[f"{metric}_std"] = float(np.nanstd(np.nanmean(arr[:, m, :], axis=1)))
+    return out
+
+
+def per_case_rows(case_ids: Sequence[str], values: Tensor, class_names: Sequence[str]) -> list[dict]:
+    """One flat dict per case: ``case_id`` and ``<metric>_<class>`` columns."""
+    rows = []
+    for cid, case_values in zip(case_ids, values.cpu().numpy()):
+        row: dict = {"case_id": cid}
+        for m, metric in enumerate(METRICS):
+            for c, name in enumerate(class_names):
+                row[f"{metric}_{name}"] = float(case_values[m, c])
+        rows.append(row)
+    return rows

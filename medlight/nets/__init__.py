@@ -1,0 +1,5 @@
+"""Plain ``nn.Module`` networks (no Lightning here): a new architecture is one file plus a config."""
+
+from medlight.nets.unet import AttentionResUNet, EncoderDecoderUNet, ResUNet, UNet
+
+__all__ = ["AttentionResUNet", "EncoderDecoderUNet", "ResUNet", "UNet"]

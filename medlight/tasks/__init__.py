@@ -1,0 +1,5 @@
+"""LightningModules ("tasks"): each wraps a plain network and owns losses, metrics, inference and logging."""
+
+from medlight.tasks.segmentation import SegmentationTask
+
+__all__ = ["SegmentationTask"]

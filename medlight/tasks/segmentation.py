@@ -1,0 +1,182 @@
+"""Supervised segmentation task: wraps any network, owns loss, sliding-window inference and metrics."""
+
+from __future__ import annotations
+
+import json
+from typing import Literal
+
+import torch
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from lightning.pytorch.utilities import rank_zero_only
+from monai.data import MetaTensor
+from monai.losses import DiceCELoss
+from monai.transforms import SaveImage
+from torch import Tensor, nn
+
+from medlight.data.segmentation import SegmentationSpec
+from medlight.data.transforms import IMAGE, LABEL, LABEL_ORIGINAL
+from medlight.errors import ConfigError
+from medlight.inference import Inference, Postprocessing, build_inferer, predict_probabilities, to_labels
+from medlight.metrics.segmentation import PerCaseMetrics, case_metrics, per_case_rows, summarise
+from medlight.reporting import print_summary, write_table
+from medlight.tasks.base import MedlightTask, default_optimizer
+
+
+class SegmentationTask(MedlightTask):
+    """Train and evaluate a segmentation network.
+
+    Validation scores each validation case once per epoch in the preprocessed geometry (fast, for model
+    selection). Test maps predictions back to each source image's geometry, scores them against the
+    untouched label, and writes per-case metrics and NIfTI predictions. Predict writes predictions only.
+
+    Args:
+        net: any ``nn.Module`` mapping (B, C_in, *spatial) to (B, classes, *spatial) logits.
+        loss: a loss taking (logits, label map); default MONAI DiceCELoss.
+        optimizer: optimizer factory.
+        scheduler: scheduler factory.
+        scheduler_interval: ``step`` or ``epoch``.
+        inference: sliding-window settings for validation, test and predict.
+        postprocessing: label-map clean-up applied at test and predict.
+        save_predictions: write NIfTI (or PNG) predictions at test and predict.
+        nonfinite_loss: ``skip`` or ``stop`` on a NaN/Inf loss.
+        max_nonfinite_steps: consecutive skipped steps before stopping anyway.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        loss: nn.Module | None = None,
+        optimizer: OptimizerCallable = default_optimizer,
+        scheduler: LRSchedulerCallable | None = None,
+        scheduler_interval: Literal["step", "epoch"] = "step",
+        inference: Inference = Inference(),
+        postprocessing: Postprocessing = Postprocessing(),
+        save_predictions: bool = True,
+        nonfinite_loss: Literal["skip", "stop"] = "skip",
+        max_nonfinite_steps: int = 10,
+    ) -> None:
+        super().__init__(optimizer, scheduler, scheduler_interval, nonfinite_loss, max_nonfinite_steps)
+        self.save_hyperparameters(ignore=["net", "loss"])
+        self.net = net
+        self.loss = loss if loss is not None else DiceCELoss(to_onehot_y=True, softmax=True)
+        self.inference = inference
+        self.postprocessing = postprocessing
+        self.save_predictions = save_predictions
+        self.spec: SegmentationSpec | None = None
+        self.val_metrics = PerCaseMetrics()
+        self.test_metrics = PerCaseMetrics()
+
+    # -- set-up: learn the data's shape and check the network fits it -------------------------------------
+    def setup(self, stage: str) -> None:
+        datamodule = self.trainer.datamodule
+        if not hasattr(datamodule, "spec"):
+            raise ConfigError(f"{type(self).__name__} needs a segmentation data module with a `spec`")
+        self.spec = datamodule.spec
+        self._check_network(self.spec)
+
+    def _check_network(self, spec: SegmentationSpec) -> None:
+        x = torch.zeros(1, spec.in_channels, *spec.patch_size, device=self.device)
+        try:
+            with torch.no_grad():
+                y = self.net.eval()(x)
+        except RuntimeError as err:
+            raise ConfigError(f"the network cannot take a {spec.in_channels}-channel {spec.spatial_dims}D patch "
+                              f"of size {spec.patch_size} from this data: {err}") from err
+        finally:
+            self.net.train()
+        expected = len(spec.class_names) + 1
+        if y.shape[1] != expected or tuple(y.shape[2:]) != tuple(spec.patch_size):
+            raise ConfigError(f"the network maps a {tuple(x.shape)} patch to {tuple(y.shape)}; the data needs "
+                              f"(1, {expected}, *{tuple(spec.patch_size)}): {expected} classes "
+                              f"(background + {', '.join(spec.class_names)}). Set the network's out_channels.")
+
+    @property
+    def num_classes(self) -> int:
+        assert self.spec is not None
+        return len(self.spec.class_names) + 1
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+    # -- training ------------------------------------------------------------------------------------
+    def training_step(self, batch: dict, batch_idx: int) -> Tensor:
+        logits = self.net(batch[IMAGE])
+        loss = self.guard_loss(self.loss(logits, batch[LABEL]))
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch[IMAGE].shape[0])
+        return loss
+
+    # -- whole-volume inference ----------------------------------------------------------------------------
+    def predict_volume(self, image: Tensor) -> Tensor:
+        """Softmax probabilities (B, classes, *spatial) over a whole image, by sliding window."""
+        assert self.spec is not None
+        inferer = build_inferer(self.spec.patch_size, self.inference, self.spec.slice_axis)
+        return predict_probabilities(self.net, image, inferer, self.inference.mirror_axes)
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        image, label = batch[IMAGE], batch[LABEL]
+        pred = self.predict_volume(image)[0].argmax(0, keepdim=True)
+        values = case_metrics(pred.cpu(), label[0].cpu().as_subclass(Tensor), self.num_classes, _spacing(label[0]))
+        self.val_metrics.update(batch["case_index"], values)
+
+    def on_validation_epoch_end(self) -> None:
+        index, values = self.val_metrics.compute()
+        self.val_metrics.reset()
+        if self.trainer.sanity_checking:
+            return
+        summary = summarise(values, self.spec.class_names)  # type: ignore[union-attr]
+        self.log_dict({f"val/{k}": v for k, v in summary.items()}, sync_dist=False)
+        self._write_rows("val", index, values)
+
+    def _to_source(self, batch: dict, probs: Tensor, stage: str) -> tuple[Tensor, MetaTensor]:
+        """Map (1, C, *spatial) probabilities to the source image's geometry and turn them into labels."""
+        datamodule = self.trainer.datamodule
+        source = datamodule.to_source_geometry(probs[0].cpu(), batch[IMAGE][0].cpu(),
+                                               datamodule.transform_for(stage))
+        labels = to_labels(torch.as_tensor(source), self.postprocessing)
+        return labels, MetaTensor(labels.to(torch.uint8), meta=source.meta)
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        probs = self.predict_volume(batch[IMAGE])
+        labels, prediction = self._to_source(batch, probs, "test")
+        target = batch[LABEL_ORIGINAL][0].cpu()
+        values = case_metrics(labels, target.as_subclass(Tensor), self.num_classes, _spacing(target))
+        self.test_metrics.update(batch["case_index"], values)
+        if self.save_predictions:
+            self._save(prediction)
+
+    def on_test_epoch_end(self) -> None:
+        index, values = self.test_metrics.compute()
+        self.test_metrics.reset()
+        summary = summarise(values, self.spec.class_names, with_std=True)  # type: ignore[union-attr]
+        self.log_dict({f"test/{k}": v for k, v in summary.items() if not k.endswith("_std")}, sync_dist=False)
+        self._write_rows("test", index, values, summary)
+
+    def predict_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
+        probs = self.predict_volume(batch[IMAGE])
+        _, prediction = self._to_source(batch, probs, "predict")
+        self._save(prediction)
+
+    # -- outputs ---------------------------------------------------------------------------------------
+    def _save(self, prediction: MetaTensor) -> None:
+        out_dir = self.run_dir / "predictions"
+        ext = ".png" if self.spec is not None and self.spec.spatial_dims == 2 and self.spec.slice_axis is None \
+            else ".nii.gz"
+        SaveImage(output_dir=out_dir, output_postfix="", output_ext=ext, separate_folder=False,
+                  output_dtype="uint8", resample=False, print_log=False, scale=None)(prediction)
+
+    @rank_zero_only
+    def _write_rows(self, stage: str, index: Tensor, values: Tensor, summary: dict | None = None) -> None:
+        case_ids = self.trainer.datamodule.case_ids
+        rows = per_case_rows([case_ids[int(i)] for i in index], values, self.spec.class_names)  # type: ignore[union-attr]
+        out = self.run_dir / "metrics"
+        write_table(rows, out / f"{stage}_per_case.csv")
+        if summary is not None:
+            (out / f"{stage}_summary.json").write_text(json.dumps({"cases": len(rows), **summary}, indent=1) + "\n")
+            print_summary(stage, summary, self.spec.class_names, len(rows), out)  # type: ignore[union-attr]
+
+
+def _spacing(image: Tensor) -> list[float] | None:
+    """Voxel size in mm from a MetaTensor's affine (None for plain tensors)."""
+    if isinstance(image, MetaTensor):
+        return [float(s) for s in image.pixdim[: image.dim() - 1]]
+    return None

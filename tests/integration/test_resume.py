@@ -1,0 +1,92 @@
+"""Resuming: a resumed run continues the very same batches and ends with the very same weights."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from lightning.pytorch import Callback, Trainer, seed_everything
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+from medlight.checkpointing import AtomicCheckpointIO
+from medlight.data import SegmentationDataModule
+from medlight.nets import ResUNet
+from medlight.tasks import SegmentationTask
+from tests.conftest import make_msd
+from tests.integration.helpers import REPO, tiny_fit_args
+
+
+class Recorder(Callback):
+    def __init__(self) -> None:
+        self.batches: list[tuple] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.batches.append((tuple(batch["case_id"]), round(float(batch["image"].sum()), 3)))
+
+
+def train(dataset: Path, run_dir: Path, max_steps: int, ckpt_path: str | None = None) -> tuple[list, dict]:
+    seed_everything(0)
+    dm = SegmentationDataModule(str(dataset), split_file=str(dataset.parent / "splits.json"), num_folds=3,
+                                patch_size=(16, 16, 16), batch_size=2, cache="none")
+    model = SegmentationTask(ResUNet(3, 1, 3, channels=(4, 8), strides=(2,)))
+    recorder = Recorder()
+    trainer = Trainer(
+        max_steps=max_steps, accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+        limit_val_batches=0, num_sanity_val_steps=0, deterministic=True, default_root_dir=str(run_dir),
+        plugins=[AtomicCheckpointIO()],
+        callbacks=[recorder, ModelCheckpoint(dirpath=run_dir / "ckpt", save_last=True, save_top_k=0,
+                                             every_n_train_steps=1)],
+    )
+    trainer.fit(model, dm, ckpt_path=ckpt_path)
+    return recorder.batches, {k: v.clone() for k, v in model.state_dict().items()}
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    return make_msd(tmp_path_factory.mktemp("resume") / "data", n=12, shape=(20, 20, 16))
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(dataset, tmp_path_factory) -> tuple[list, dict]:
+    return train(dataset, tmp_path_factory.mktemp("full"), max_steps=10)
+
+
+@pytest.mark.parametrize("stop_after", [4, 6])  # inside an epoch (3 batches each), and at its end
+def test_resumed_run_sees_the_same_batches_and_ends_with_the_same_weights(
+    dataset, uninterrupted, tmp_path, stop_after
+) -> None:
+    full_batches, full_weights = uninterrupted
+    assert len(full_batches) == 10 and len(set(full_batches)) > 3
+    first, _ = train(dataset, tmp_path, max_steps=stop_after)
+    second, weights = train(dataset, tmp_path, max_steps=10, ckpt_path=str(tmp_path / "ckpt" / "last.ckpt"))
+    assert first + second == full_batches
+    for name, value in full_weights.items():
+        assert torch.equal(value, weights[name]), name
+
+
+@pytest.mark.slow
+def test_a_killed_fit_resumes_from_its_last_checkpoint(tmp_path: Path) -> None:
+    data = make_msd(tmp_path / "data", n=12, shape=(20, 20, 16))
+    run_dir = tmp_path / "run"
+    args = tiny_fit_args(data, run_dir, "--trainer.max_epochs", "400", "--test_after_fit", "false")
+    proc = subprocess.Popen([sys.executable, "-m", "medlight", *args], cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    last = run_dir / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 240
+    while not last.is_file() and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert last.is_file(), "no checkpoint was written before the deadline"
+    killed_at = torch.load(last, weights_only=False)["global_step"]
+    result = subprocess.run([sys.executable, "-m", "medlight", *args[:-4], "--trainer.max_epochs",
+                             str(killed_at // 3 + 2), "--test_after_fit", "false"],
+                            cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Resuming from" in result.stderr + result.stdout
+    assert torch.load(last, weights_only=False)["global_step"] > killed_at

@@ -1,0 +1,64 @@
+import torch
+from monai.transforms import Compose, RandGaussianNoised
+from torch.utils.data import DataLoader
+
+from medlight.data.sampling import EpochSampler, SeededAugmentDataset
+
+
+class Items(torch.utils.data.Dataset):
+    """Like a CacheDataset: returns the same stored objects every time."""
+
+    def __init__(self) -> None:
+        self.cache = [{"image": torch.zeros(1, 4, 4), "index": i} for i in range(10)]
+
+    def __len__(self) -> int:
+        return 10
+
+    def __getitem__(self, i: int) -> dict:
+        return self.cache[i]
+
+
+def test_order_is_a_seeded_permutation_per_epoch() -> None:
+    sampler = EpochSampler(Items(), seed=1)
+    first = [i for i, _ in sampler]
+    assert sorted(first) == list(range(10))
+    assert [i for i, _ in EpochSampler(Items(), seed=1)] == first
+    sampler.set_epoch(1)
+    assert [i for i, _ in sampler] != first
+    assert [i for i, _ in EpochSampler(Items(), seed=2)] != first
+
+
+def test_skip_resumes_the_same_sequence() -> None:
+    full = list(EpochSampler(Items(), seed=0))
+    resumed = EpochSampler(Items(), seed=0)
+    resumed.skip_next(4)
+    assert list(resumed) == full[4:]
+    assert list(resumed) == full  # the skip applies to one iteration only
+
+
+def test_ranks_get_different_augmentation_seeds() -> None:
+    a = [s for _, s in EpochSampler(Items(), seed=0, rank=0)]
+    b = [s for _, s in EpochSampler(Items(), seed=0, rank=1)]
+    assert a != b
+
+
+def batches(num_workers: int) -> list[torch.Tensor]:
+    data = SeededAugmentDataset(Items(), Compose([RandGaussianNoised("image", prob=1.0, std=1.0)]))
+    loader = DataLoader(data, batch_size=3, sampler=EpochSampler(data, seed=5), num_workers=num_workers)
+    return [b["image"] for b in loader]
+
+
+def test_augmentation_does_not_depend_on_worker_count() -> None:
+    single, multi = batches(0), batches(2)
+    assert len(single) == 4
+    for x, y in zip(single, multi):
+        assert torch.equal(x, y)
+    assert not torch.equal(single[0][0], single[0][1])  # but every draw differs
+
+
+def test_cached_items_stay_untouched() -> None:
+    base = Items()
+    data = SeededAugmentDataset(base, Compose([RandGaussianNoised("image", prob=1.0, std=1.0)]))
+    out = data[(0, 123)]
+    assert not torch.equal(out["image"], torch.zeros(1, 4, 4))
+    assert torch.equal(base[0]["image"], torch.zeros(1, 4, 4)) and set(base[0]) == {"image", "index"}
