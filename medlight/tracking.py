@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import csv
 import logging
 import os
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from lightning.pytorch.loggers import CSVLogger, Logger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+from lightning.fabric.loggers.logger import rank_zero_experiment
 from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 
 log = logging.getLogger(__name__)
@@ -35,9 +39,30 @@ class Tracking:
     tags: list[str] = field(default_factory=list)
 
 
+class _AppendingWriter(ExperimentWriter):
+    """Lightning's CSV writer deletes an existing metrics.csv; a resumed run must append to it instead."""
+
+    def _check_log_dir_exists(self) -> None:
+        if os.path.isfile(self.metrics_file_path):
+            with open(self.metrics_file_path, newline="") as f:
+                self.metrics_keys = next(csv.reader(f), [])
+
+
+class ResumableCSVLogger(CSVLogger):
+    """CSV logger whose ``metrics.csv`` survives resuming: new rows are appended (the header may grow)."""
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _AppendingWriter(log_dir=self.log_dir)
+        return self._experiment
+
+
 def build_loggers(run_dir: Path, tracking: Tracking) -> list[Logger]:
     """CSV logger writing ``<run_dir>/metrics.csv``, plus a wandb logger unless disabled."""
-    loggers: list[Logger] = [CSVLogger(save_dir=str(run_dir), name="", version="")]
+    loggers: list[Logger] = [ResumableCSVLogger(save_dir=str(run_dir), name="", version="")]
     if tracking.wandb == "disabled":
         return loggers
     wandb_logger = _wandb_logger(run_dir, tracking, offline=tracking.wandb == "offline")
@@ -59,7 +84,7 @@ def _wandb_logger(run_dir: Path, tracking: Tracking, offline: bool) -> Logger | 
     os.environ.setdefault("WANDB_SILENT", "true")
     run_dir.mkdir(parents=True, exist_ok=True)
     id_file = run_dir / "wandb_run_id.txt"  # a resumed run continues the same dashboard run
-    run_id = id_file.read_text().strip() if id_file.is_file() else wandb.util.generate_id()
+    run_id = id_file.read_text().strip() if id_file.is_file() else uuid.uuid4().hex[:12]
     if rank_zero_only.rank == 0 and not id_file.is_file():
         id_file.write_text(run_id + "\n")
     try:

@@ -39,11 +39,11 @@ class EpochSampler(DistributedSampler):
     def __init__(self, data: Sized, seed: int = 0, rank: int = 0, shuffle: bool = True) -> None:
         super().__init__(data, num_replicas=1, rank=0, shuffle=shuffle, seed=seed, drop_last=False)  # type: ignore[arg-type]
         self.process_rank = rank
-        self.skip = 0
+        self._resume: tuple[int, int] | None = None
 
-    def skip_next(self, draws: int) -> None:
-        """Skip the first ``draws`` items of the next iteration (resume inside an epoch)."""
-        self.skip = draws
+    def resume_at(self, epoch: int, draws: int) -> None:
+        """When iterating epoch ``epoch``, skip its first ``draws`` items (they were trained before)."""
+        self._resume = (epoch, draws)
 
     def __iter__(self) -> Iterator[tuple[int, int]]:  # type: ignore[override]
         n = len(self.dataset)  # type: ignore[arg-type]
@@ -51,7 +51,10 @@ class EpochSampler(DistributedSampler):
             order = torch.randperm(n, generator=torch.Generator().manual_seed(draw_seed(self.seed, self.epoch)))
         else:
             order = torch.arange(n)
-        start, self.skip = self.skip, 0
+        start = 0
+        if self._resume is not None and self._resume[0] <= self.epoch:
+            start = self._resume[1] if self._resume[0] == self.epoch else 0
+            self._resume = None
         for position in range(start, n):
             yield int(order[position]), draw_seed(self.seed, self.process_rank, self.epoch, position)
 

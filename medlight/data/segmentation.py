@@ -140,7 +140,7 @@ class SegmentationDataModule(MedlightDataModule):
         if not desc.labels:
             raise ConfigError(f"{self.dataset}: no labels declared; set data.labels, e.g. {{0: background, 1: organ}}")
         problems = check_dataset(desc, progress=self.rank == 0)
-        bad = bad_case_ids(problems)
+        bad = bad_case_ids(problems) & set(desc.case_ids)  # orphan labels are not cases
         if problems:
             report = format_report(problems, desc.root, len(desc.cases))
             if any(p.severity == "error" for p in problems) and not self.skip_bad_cases:

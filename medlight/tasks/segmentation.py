@@ -56,7 +56,8 @@ class SegmentationTask(MedlightTask):
         max_nonfinite_steps: int = 10,
     ) -> None:
         super().__init__(optimizer, scheduler, scheduler_interval, nonfinite_loss, max_nonfinite_steps)
-        self.save_hyperparameters(ignore=["net", "loss"])
+        # only plain values: checkpoints must load with torch's weights_only=True; config.yaml has the rest
+        self.save_hyperparameters(ignore=["net", "loss", "optimizer", "scheduler", "inference", "postprocessing"])
         self.net = net
         self.loss = loss if loss is not None else DiceCELoss(to_onehot_y=True, softmax=True)
         self.inference = inference

@@ -28,12 +28,19 @@ def test_order_is_a_seeded_permutation_per_epoch() -> None:
     assert [i for i, _ in EpochSampler(Items(), seed=2)] != first
 
 
-def test_skip_resumes_the_same_sequence() -> None:
-    full = list(EpochSampler(Items(), seed=0))
+def test_resume_skips_the_trained_part_of_its_epoch_only() -> None:
+    sampler = EpochSampler(Items(), seed=0)
+    sampler.set_epoch(2)
+    full = list(sampler)
     resumed = EpochSampler(Items(), seed=0)
-    resumed.skip_next(4)
+    resumed.resume_at(2, 4)
+    resumed.set_epoch(2)
     assert list(resumed) == full[4:]
     assert list(resumed) == full  # the skip applies to one iteration only
+    late = EpochSampler(Items(), seed=0)
+    late.resume_at(1, 4)  # resuming in epoch 1 but Lightning already moved on to epoch 2
+    late.set_epoch(2)
+    assert list(late) == full
 
 
 def test_ranks_get_different_augmentation_seeds() -> None:
