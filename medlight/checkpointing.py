@@ -14,8 +14,11 @@ from medlight.errors import NonFiniteError
 
 def nonfinite_entries(state_dict: dict[str, Any]) -> list[str]:
     """Names of floating-point tensors in ``state_dict`` that hold NaN or Inf."""
-    return [name for name, value in state_dict.items()
-            if isinstance(value, torch.Tensor) and value.is_floating_point() and not torch.isfinite(value).all()]
+    return [
+        name
+        for name, value in state_dict.items()
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and not torch.isfinite(value).all()
+    ]
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -29,8 +32,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
         bad = nonfinite_entries(checkpoint.get("state_dict", {}))
         if bad:
-            raise NonFiniteError(f"refusing to write checkpoint {path}: NaN/Inf in {len(bad)} weight tensor(s) "
-                                 f"({', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}); the model diverged")
+            raise NonFiniteError(
+                f"refusing to write checkpoint {path}: NaN/Inf in {len(bad)} weight tensor(s) "
+                f"({', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}); the model diverged"
+            )
         if "://" in str(path):
             return super().save_checkpoint(checkpoint, path, storage_options)
         path = Path(path)

@@ -45,10 +45,18 @@ class MedlightCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser: Any) -> None:
         parser.add_class_arguments(Tracking, "tracking")
-        parser.add_argument("--test_after_fit", type=bool, default=True,
-                            help="after fit, test the best checkpoint on the held-out cases")
-        parser.add_argument("--resume", type=bool, default=True,
-                            help="fit resumes from <run folder>/checkpoints/last.ckpt when it exists")
+        parser.add_argument(
+            "--test_after_fit",
+            type=bool,
+            default=True,
+            help="after fit, test the best checkpoint on the held-out cases",
+        )
+        parser.add_argument(
+            "--resume",
+            type=bool,
+            default=True,
+            help="fit resumes from <run folder>/checkpoints/last.ckpt when it exists",
+        )
         parser.set_defaults({"trainer.default_root_dir": DEFAULT_RUN_DIR})
 
     # -- trainer: loggers, checkpointing, manifest ----------------------------------------------------------
@@ -97,8 +105,14 @@ class MedlightCLI(LightningCLI):
 
 def default_checkpoints() -> list[ModelCheckpoint]:
     """Best checkpoint by validation Dice, and the last one (saved every epoch, for resuming)."""
-    best = ModelCheckpoint(filename="best", monitor="val/dice", mode="max", save_top_k=1,
-                           auto_insert_metric_name=False, enable_version_counter=False)
+    best = ModelCheckpoint(
+        filename="best",
+        monitor="val/dice",
+        mode="max",
+        save_top_k=1,
+        auto_insert_metric_name=False,
+        enable_version_counter=False,
+    )
     last = ModelCheckpoint(save_last=True, save_top_k=0, enable_version_counter=False)
     return [best, last]
 
@@ -112,8 +126,12 @@ def check_data_main(argv: list[str]) -> int:
 
     parser = argparse.ArgumentParser(prog="medlight check-data", description=check_data_main.__doc__)
     parser.add_argument("path", help="dataset folder (dataset.json, or image/label folders)")
-    parser.add_argument("--labels", type=json.loads, default=None,
-                        help='label values and names for folder layouts, e.g. \'{"0": "background", "1": "organ"}\'')
+    parser.add_argument(
+        "--labels",
+        type=json.loads,
+        default=None,
+        help='label values and names for folder layouts, e.g. \'{"0": "background", "1": "organ"}\'',
+    )
     parser.add_argument("--json", action="store_true", help="print the problems as JSON lines")
     args = parser.parse_args(argv)
     labels = {int(k): v for k, v in args.labels.items()} if args.labels else None
@@ -121,8 +139,17 @@ def check_data_main(argv: list[str]) -> int:
     problems = check_dataset(desc, progress=sys.stderr.isatty())
     if args.json:
         for p in problems:
-            print(json.dumps({"path": str(p.path), "check": p.check, "message": p.message, "case_id": p.case_id,
-                              "severity": p.severity}))
+            print(
+                json.dumps(
+                    {
+                        "path": str(p.path),
+                        "check": p.check,
+                        "message": p.message,
+                        "case_id": p.case_id,
+                        "severity": p.severity,
+                    }
+                )
+            )
     else:
         print(format_report(problems, desc.root, len(desc.cases)))
         if not desc.labels:
@@ -130,10 +157,59 @@ def check_data_main(argv: list[str]) -> int:
     return 1 if any(p.severity == "error" for p in problems) else 0
 
 
-USAGE = """usage: medlight {fit,validate,test,predict,check-data} ...
+# -- study ----------------------------------------------------------------------------------------------
+def study_main(argv: list[str]) -> int:
+    """``medlight study run|report|list STUDY_FOLDER``: expand a study file into runs, run them, report."""
+    from medlight.studies.render import make_report
+    from medlight.studies.runner import DEFAULT_RUNS_ROOT, command_line, run_dir, run_study, write_slurm_array
+    from medlight.studies.spec import load_study
+
+    parser = argparse.ArgumentParser(prog="medlight study", description=study_main.__doc__)
+    parser.add_argument("action", choices=["run", "report", "list"])
+    parser.add_argument("study", help="study folder (holding study.yaml)")
+    parser.add_argument("--budget", help="budget named in the study file (default: its default_budget)")
+    parser.add_argument("--runs-root", type=Path, default=DEFAULT_RUNS_ROOT, help="where run folders go")
+    parser.add_argument("--only", help="run only runs whose name contains this text")
+    parser.add_argument("--index", type=int, help="run only the run with this index (SLURM array task)")
+    parser.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
+    parser.add_argument(
+        "--slurm",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="write a SLURM job-array script instead of running; each KEY=VALUE becomes an "
+        "`#SBATCH --KEY=VALUE` line, e.g. --slurm gpus=1 time=04:00:00 partition=gpu",
+    )
+    parser.add_argument(
+        "--wandb",
+        choices=["disabled", "offline", "online"],
+        default="disabled",
+        help="report: also log the tables and figures to wandb, grouped by study",
+    )
+    parser.add_argument("--out", type=Path, help="report: output folder (default: <study>/reports/<budget>)")
+    args = parser.parse_args(argv)
+    study = load_study(args.study)
+    budget = args.budget or study.default_budget
+    if args.action == "list":
+        for i, run in enumerate(study.runs(budget)):
+            folder = run_dir(study, budget, run, args.runs_root)
+            command = " ".join(command_line(study, budget, run, args.runs_root)[3:])
+            print(f"{i:3d}  {run.name:40s} {folder}\n     {command}")
+        return 0
+    if args.action == "run":
+        if args.slurm is not None:
+            script = write_slurm_array(study, budget, args.runs_root, [f"--{o.lstrip('-')}" for o in args.slurm])
+            print(f"wrote {script}; submit it with: sbatch {script}")
+            return 0
+        return 1 if run_study(study, budget, args.runs_root, args.only, args.index, args.dry_run) else 0
+    print(f"wrote {make_report(study, budget, args.runs_root, args.out, args.wandb)}")
+    return 0
+
+
+USAGE = """usage: medlight {fit,validate,test,predict,check-data,study} ...
 
   fit|validate|test|predict   Lightning CLI (see `medlight fit --help`); stack configs with --config
   check-data PATH             list every problem of a dataset in one pass
+  study run|report|list DIR   run a study (resumable; or as a SLURM job array) and report its results
 """
 
 
@@ -143,6 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if argv and argv[0] == "check-data":
             return check_data_main(argv[1:])
+        if argv and argv[0] == "study":
+            return study_main(argv[1:])
         if not argv or argv[0] in ("-h", "--help") or argv[0] not in LIGHTNING_SUBCOMMANDS:
             print(USAGE, end="")
             return 0 if argv and argv[0] in ("-h", "--help") else 2

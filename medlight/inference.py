@@ -50,8 +50,12 @@ class Postprocessing:
 
 def build_inferer(roi_size: Sequence[int], config: Inference, slice_axis: int | None = None) -> Inferer:
     """MONAI sliding-window inferer; slice by slice with a 2D window when ``slice_axis`` is set."""
-    kwargs = {"roi_size": tuple(roi_size), "sw_batch_size": config.sw_batch_size, "overlap": config.overlap,
-              "mode": config.blend}
+    kwargs = {
+        "roi_size": tuple(roi_size),
+        "sw_batch_size": config.sw_batch_size,
+        "overlap": config.overlap,
+        "mode": config.blend,
+    }
     if slice_axis is not None:
         return SliceInferer(spatial_dim=slice_axis, **kwargs)
     return SlidingWindowInferer(**kwargs)
@@ -84,7 +88,8 @@ def to_labels(probs: Tensor, config: Postprocessing) -> Tensor:
     if config.min_size > 0:
         onehot[1:] = RemoveSmallObjects(min_size=config.min_size, independent_channels=True)(onehot[1:])
     if config.keep_largest:
-        onehot = KeepLargestConnectedComponent(applied_labels=list(range(1, num_classes)), is_onehot=True,
-                                               independent=True)(onehot)
+        onehot = KeepLargestConnectedComponent(
+            applied_labels=list(range(1, num_classes)), is_onehot=True, independent=True
+        )(onehot)
     onehot[0] = onehot[1:].sum(0) == 0
     return torch.as_tensor(onehot).argmax(0, keepdim=True)

@@ -15,8 +15,9 @@ class PolyLR(LRScheduler):
         power: decay exponent.
     """
 
-    def __init__(self, optimizer: Optimizer, total_steps: int | None = None, power: float = 0.9,
-                 last_epoch: int = -1) -> None:
+    def __init__(
+        self, optimizer: Optimizer, total_steps: int | None = None, power: float = 0.9, last_epoch: int = -1
+    ) -> None:
         self.total_steps = total_steps
         self.power = power
         super().__init__(optimizer, last_epoch)

@@ -27,8 +27,7 @@ def print_summary(stage: str, summary: dict[str, float], class_names: Sequence[s
     header = "".join(f"{(m + ' (mm)' if m == 'hd95' else m):>17s}" for m in METRICS)
     lines = [f"\n{stage}: {cases} held-out case(s); per-case tables in {out}", f"{'class':{width}s}{header}"]
     for name in [*class_names, None]:
-        key = (lambda m: f"{m}_{name}") if name else (lambda m: m)  # noqa: E731
-        cells = "".join(f"{summary[key(m)]:>10.3f} ± {summary.get(key(m) + '_std', float('nan')):<5.3f}"
-                        for m in METRICS)
+        keys = [f"{m}_{name}" if name else m for m in METRICS]
+        cells = "".join(f"{summary[k]:>10.3f} ± {summary.get(k + '_std', float('nan')):<5.3f}" for k in keys)
         lines.append(f"{(name or 'mean'):{width}s}{cells}")
     print("\n".join(lines), flush=True)

@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from lightning.fabric.loggers.logger import rank_zero_experiment
 from lightning.pytorch.loggers import CSVLogger, Logger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
-from lightning.fabric.loggers.logger import rank_zero_experiment
 from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 
 log = logging.getLogger(__name__)
@@ -88,10 +88,17 @@ def _wandb_logger(run_dir: Path, tracking: Tracking, offline: bool) -> Logger | 
     if rank_zero_only.rank == 0 and not id_file.is_file():
         id_file.write_text(run_id + "\n")
     try:
-        logger = WandbLogger(save_dir=str(run_dir), project=tracking.project, group=tracking.group,
-                             name=tracking.name or run_dir.name, tags=list(tracking.tags), id=run_id,
-                             resume="allow", offline=offline,
-                             settings=wandb.Settings(init_timeout=90, console="off"))
+        logger = WandbLogger(
+            save_dir=str(run_dir),
+            project=tracking.project,
+            group=tracking.group,
+            name=tracking.name or run_dir.name,
+            tags=list(tracking.tags),
+            id=run_id,
+            resume="allow",
+            offline=offline,
+            settings=wandb.Settings(init_timeout=90, console="off"),
+        )
         _ = logger.experiment  # start now, so a failure shows here and not in the middle of training
         return logger
     except Exception as err:  # wandb raises many kinds; tracking must never stop training

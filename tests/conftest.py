@@ -51,8 +51,14 @@ def make_msd(root: Path, n: int = 10, shape: tuple[int, int, int] = (20, 24, 16)
         save_nifti(image, root / "imagesTr" / f"case_{i:03d}.nii.gz")
         save_nifti(label, root / "labelsTr" / f"case_{i:03d}.nii.gz")
         training.append({"image": f"./imagesTr/case_{i:03d}.nii.gz", "label": f"./labelsTr/case_{i:03d}.nii.gz"})
-    spec = {"name": "synthetic", "tensorImageSize": "3D", "modality": {"0": "MRI"},
-            "labels": {str(k): v for k, v in LABELS.items()}, "numTraining": n, "training": training}
+    spec = {
+        "name": "synthetic",
+        "tensorImageSize": "3D",
+        "modality": {"0": "MRI"},
+        "labels": {str(k): v for k, v in LABELS.items()},
+        "numTraining": n,
+        "training": training,
+    }
     (root / "dataset.json").write_text(json.dumps(spec, indent=1))
     return root
 
@@ -65,8 +71,12 @@ def make_nnunet_v2(root: Path, n: int = 6, shape: tuple[int, int, int] = (16, 16
         for c in range(channels):
             save_nifti(image + c, root / "imagesTr" / f"case_{i:03d}_{c:04d}.nii.gz")
         save_nifti(label, root / "labelsTr" / f"case_{i:03d}.nii.gz")
-    spec = {"channel_names": {str(c): f"mod{c}" for c in range(channels)},
-            "labels": {v: k for k, v in LABELS.items()}, "numTraining": n, "file_ending": ".nii.gz"}
+    spec = {
+        "channel_names": {str(c): f"mod{c}" for c in range(channels)},
+        "labels": {v: k for k, v in LABELS.items()},
+        "numTraining": n,
+        "file_ending": ".nii.gz",
+    }
     (root / "dataset.json").write_text(json.dumps(spec))
     return root
 

@@ -36,8 +36,7 @@ class MedlightDataModule(LightningDataModule):
         cache_dir: folder for the disk cache.
     """
 
-    def __init__(self, batch_size: int, num_workers: int, seed: int, cache: CacheMode,
-                 cache_dir: str | None) -> None:
+    def __init__(self, batch_size: int, num_workers: int, seed: int, cache: CacheMode, cache_dir: str | None) -> None:
         super().__init__()
         self.batch_size = batch_size
         self.num_workers = num_workers
@@ -59,8 +58,9 @@ class MedlightDataModule(LightningDataModule):
         """This rank's training items: a seeded partition padded to equal length across ranks."""
         if self.world_size == 1:
             return list(items)
-        parts = partition_dataset(list(items), num_partitions=self.world_size, shuffle=True, seed=self.seed,
-                                  even_divisible=True)
+        parts = partition_dataset(
+            list(items), num_partitions=self.world_size, shuffle=True, seed=self.seed, even_divisible=True
+        )
         return parts[self.rank]
 
     def eval_share(self, items: Sequence[dict]) -> list[dict]:
@@ -78,8 +78,13 @@ class MedlightDataModule(LightningDataModule):
             return PersistentDataset(list(items), transform, cache_dir=Path(self.cache_dir) / name)
         return MonaiDataset(list(items), transform)
 
-    def train_loader(self, base: Dataset, random_transform: Compose, batch_size: int | None = None,
-                     collate_fn: Callable = list_data_collate) -> DataLoader:
+    def train_loader(
+        self,
+        base: Dataset,
+        random_transform: Compose,
+        batch_size: int | None = None,
+        collate_fn: Callable = list_data_collate,
+    ) -> DataLoader:
         """Training loader: seeded per-epoch order and per-draw augmentation seeds, resumable mid-epoch."""
         batch_size = batch_size or self.batch_size
         sampler = EpochSampler(base, seed=self.seed, rank=self.rank)  # type: ignore[arg-type]
@@ -88,9 +93,15 @@ class MedlightDataModule(LightningDataModule):
             sampler.resume_at(epoch, done * batch_size)
             log.info("resuming the training loader after %d batches of epoch %d", done, epoch)
         self._resume = {}
-        return DataLoader(SeededAugmentDataset(base, random_transform), batch_size=batch_size, sampler=sampler,
-                          num_workers=self.num_workers, collate_fn=collate_fn,
-                          persistent_workers=self.num_workers > 0, drop_last=False)
+        return DataLoader(
+            SeededAugmentDataset(base, random_transform),
+            batch_size=batch_size,
+            sampler=sampler,
+            num_workers=self.num_workers,
+            collate_fn=collate_fn,
+            persistent_workers=self.num_workers > 0,
+            drop_last=False,
+        )
 
     def eval_loader(self, data: Dataset, collate_fn: Callable = list_data_collate) -> DataLoader:
         """One case per batch, in order; a DistributedSampler of one replica so Lightning never re-shards it."""

@@ -131,8 +131,11 @@ def _inside(root: Path, rel: str, case_id: str | None, problems: list[Problem], 
     """Resolve ``rel`` against root; record a problem if it leaves the dataset folder or is absent."""
     path = (root / rel).resolve() if not Path(rel).is_absolute() else Path(rel).resolve()
     if not path.is_relative_to(root.resolve()):
-        problems.append(Problem(root / "dataset.json", "path_outside_dataset",
-                                f"{what} path {rel!r} leaves the dataset folder", case_id))
+        problems.append(
+            Problem(
+                root / "dataset.json", "path_outside_dataset", f"{what} path {rel!r} leaves the dataset folder", case_id
+            )
+        )
         return None
     return path
 
@@ -178,8 +181,9 @@ def _unlisted_labels(label_dir: Path, listed: set[Path]) -> list[Problem]:
     if not label_dir.is_dir():
         return []
     return [
-        Problem(path, "missing_image", "label file has no image (not listed in dataset.json)",
-                strip_ending(path.name)[0])
+        Problem(
+            path, "missing_image", "label file has no image (not listed in dataset.json)", strip_ending(path.name)[0]
+        )
         for path in sorted(label_dir.iterdir())
         if path.is_file() and not path.name.startswith(".") and path.resolve() not in listed
     ]
@@ -187,8 +191,10 @@ def _unlisted_labels(label_dir: Path, listed: set[Path]) -> list[Problem]:
 
 def _from_nnunet_v2(root: Path, spec: dict) -> DatasetDescription:
     if "file_ending" not in spec or "channel_names" not in spec:
-        raise DatasetError(f"{root / 'dataset.json'}: neither an MSD 'training' list nor nnU-Net v2 "
-                           "'channel_names' + 'file_ending' keys")
+        raise DatasetError(
+            f"{root / 'dataset.json'}: neither an MSD 'training' list nor nnU-Net v2 "
+            "'channel_names' + 'file_ending' keys"
+        )
     ending = spec["file_ending"]
     channels = [name for _, name in sorted(spec["channel_names"].items(), key=lambda kv: int(kv[0]))]
     labels = _normalise_labels(spec.get("labels", {}))
@@ -201,9 +207,7 @@ def _from_folders(root: Path, labels: dict[int, str]) -> DatasetDescription:
     image_dir = next((root / d for d in IMAGE_DIRS if (root / d).is_dir()), None)
     label_dir = next((root / d for d in LABEL_DIRS if (root / d).is_dir()), None)
     if image_dir is None:
-        raise DatasetError(
-            f"{root}: no dataset.json and no image folder (looked for {', '.join(IMAGE_DIRS)})"
-        )
+        raise DatasetError(f"{root}: no dataset.json and no image folder (looked for {', '.join(IMAGE_DIRS)})")
     endings = VOLUME_ENDINGS + IMAGE_2D_ENDINGS
     grouped = _group_channels(image_dir, endings)
     cases, problems = _pair(grouped, label_dir, endings)

@@ -60,8 +60,15 @@ def check_dataset(desc: DatasetDescription, progress: bool = True, workers: int 
     """Run every check on every case of ``desc`` and return all problems, discovery problems included."""
     workers = workers or min(4, os.cpu_count() or 1)
     with ThreadPoolExecutor(workers) as pool:
-        results = list(tqdm(pool.map(lambda c: _check_case(c, desc), desc.cases), total=len(desc.cases),
-                            desc="check-data", disable=not progress, leave=False))
+        results = list(
+            tqdm(
+                pool.map(lambda c: _check_case(c, desc), desc.cases),
+                total=len(desc.cases),
+                desc="check-data",
+                disable=not progress,
+                leave=False,
+            )
+        )
     problems = list(desc.problems)
     label_hashes: dict[str, str] = {}
     problems += _inconsistent_channels(desc, [r[2] for r in results])
@@ -70,9 +77,15 @@ def check_dataset(desc: DatasetDescription, progress: bool = True, workers: int 
         if label_hash is None:
             continue
         if label_hash in label_hashes:
-            problems.append(Problem(case.label or case.images[0], "duplicate_label",
-                                    f"label is identical to the label of case {label_hashes[label_hash]}",
-                                    case.case_id, "warning"))
+            problems.append(
+                Problem(
+                    case.label or case.images[0],
+                    "duplicate_label",
+                    f"label is identical to the label of case {label_hashes[label_hash]}",
+                    case.case_id,
+                    "warning",
+                )
+            )
         else:
             label_hashes[label_hash] = case.case_id
     problems += _duplicates_of_orphans(desc, label_hashes)
@@ -103,9 +116,15 @@ def _duplicates_of_orphans(desc: DatasetDescription, label_hashes: dict[str, str
         except UnreadableFile:
             continue
         if digest in label_hashes:
-            out.append(Problem(problem.path, "duplicate_label",
-                               f"orphan label is identical to the label of case {label_hashes[digest]}",
-                               problem.case_id, "warning"))
+            out.append(
+                Problem(
+                    problem.path,
+                    "duplicate_label",
+                    f"orphan label is identical to the label of case {label_hashes[digest]}",
+                    problem.case_id,
+                    "warning",
+                )
+            )
     return out
 
 
@@ -114,8 +133,11 @@ def _check_case(case: Case, desc: DatasetDescription) -> tuple[list[Problem], st
         return _check_case_files(case, desc)
     except Exception as err:  # a checker bug must not hide the other cases' problems
         path = case.images[0] if case.images else Path(case.case_id)
-        return [Problem(path, "check_failed", f"could not be checked ({type(err).__name__}: {err})",
-                        case.case_id)], None, 0
+        return (
+            [Problem(path, "check_failed", f"could not be checked ({type(err).__name__}: {err})", case.case_id)],
+            None,
+            0,
+        )
 
 
 def _check_case_files(case: Case, desc: DatasetDescription) -> tuple[list[Problem], str | None, int]:
@@ -167,9 +189,12 @@ def _check_images(
     for path, vol in images:
         split = _spatial_and_channels(vol, desc.spatial_dims)
         if split is None:
-            fail(path, "wrong_dimensions",
-                 f"image has shape {vol.array.shape}; expected {desc.spatial_dims} spatial dimensions"
-                 " (plus optionally channels)")
+            fail(
+                path,
+                "wrong_dimensions",
+                f"image has shape {vol.array.shape}; expected {desc.spatial_dims} spatial dimensions"
+                " (plus optionally channels)",
+            )
             continue
         shape, n = split
         channels += n
@@ -183,13 +208,22 @@ def _check_images(
     expected = len(desc.channels)
     rgb = desc.spatial_dims == 2 and expected == 1 and channels in (3, 4)
     if desc.channels_declared and channels and channels != expected and not rgb:
-        fail(images[0][0], "wrong_channels",
-             f"image has {channels} channel(s); the dataset declares {expected} ({', '.join(desc.channels)})")
+        fail(
+            images[0][0],
+            "wrong_channels",
+            f"image has {channels} channel(s); the dataset declares {expected} ({', '.join(desc.channels)})",
+        )
     return spatial_shape, channels
 
 
-def _check_label(path: Path, label: Volume, images: list[tuple[Path, Volume]],
-                 spatial_shape: tuple[int, ...] | None, desc: DatasetDescription, fail) -> None:
+def _check_label(
+    path: Path,
+    label: Volume,
+    images: list[tuple[Path, Volume]],
+    spatial_shape: tuple[int, ...] | None,
+    desc: DatasetDescription,
+    fail,
+) -> None:
     array = label.array
     if desc.spatial_dims == 2 and array.ndim == 3 and array.shape[2] in (3, 4):
         if not (array[..., :3] == array[..., :1]).all():
@@ -215,8 +249,11 @@ def _check_label(path: Path, label: Volume, images: list[tuple[Path, Volume]],
     if desc.labels:
         undeclared = sorted(set(values.tolist()) - set(desc.labels))
         if undeclared:
-            fail(path, "undeclared_label",
-                 f"label values {undeclared} are not declared (declared: {sorted(desc.labels)})")
+            fail(
+                path,
+                "undeclared_label",
+                f"label values {undeclared} are not declared (declared: {sorted(desc.labels)})",
+            )
     if values.max(initial=0) == 0:
         fail(path, "empty_label", "label has no foreground voxel", "warning")
 
@@ -226,8 +263,10 @@ def _check_geometry(path: Path, label: Volume, image: Volume, fail) -> None:
         return  # a dimensionality problem, already reported
     if not np.allclose(label.spacing, image.spacing, rtol=1e-3, atol=1e-4):
         fail(path, "spacing_mismatch", f"label spacing {_fmt(label.spacing)} differs from image {_fmt(image.spacing)}")
-    elif label.affine is not None and image.affine is not None and not np.allclose(
-        label.affine, image.affine, rtol=1e-3, atol=1e-3
+    elif (
+        label.affine is not None
+        and image.affine is not None
+        and not np.allclose(label.affine, image.affine, rtol=1e-3, atol=1e-3)
     ):
         fail(path, "geometry_mismatch", "label origin/orientation (affine) differs from the image's")
 

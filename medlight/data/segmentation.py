@@ -144,13 +144,16 @@ class SegmentationDataModule(MedlightDataModule):
         if problems:
             report = format_report(problems, desc.root, len(desc.cases))
             if any(p.severity == "error" for p in problems) and not self.skip_bad_cases:
-                raise DataIntegrityError(report + "\nFix these files, or set data.skip_bad_cases=true to leave "
-                                                  "the bad cases out.")
+                raise DataIntegrityError(
+                    report + "\nFix these files, or set data.skip_bad_cases=true to leave the bad cases out."
+                )
             if self.rank == 0:
-                rank_zero_warn(report + (f"\nLeaving out {len(bad)} bad case(s): {', '.join(sorted(bad))}"
-                                         if bad else ""))
-        self.splits = load_or_create_splits(self.split_file, desc.case_ids, self.num_folds, self.split_seed,
-                                            self.test_fraction)
+                rank_zero_warn(
+                    report + (f"\nLeaving out {len(bad)} bad case(s): {', '.join(sorted(bad))}" if bad else "")
+                )
+        self.splits = load_or_create_splits(
+            self.split_file, desc.case_ids, self.num_folds, self.split_seed, self.test_fraction
+        )
         self.cases = {c.case_id: c for c in desc.cases if c.case_id not in bad}
         self.case_ids = sorted(self.cases)
         if self.slice_axis is not None and desc.spatial_dims != 3:
@@ -169,9 +172,13 @@ class SegmentationDataModule(MedlightDataModule):
             shapes = [read_volume(p).array.shape for p in first.images]
             per_file_extra = [s[desc.spatial_dims] if len(s) > desc.spatial_dims else 1 for s in shapes]
             self._in_channels = sum(per_file_extra)
-        return SegmentationSpec(desc.class_names, self._in_channels,
-                                2 if self.slice_axis is not None else desc.spatial_dims,
-                                self.patch_size, self.slice_axis)
+        return SegmentationSpec(
+            desc.class_names,
+            self._in_channels,
+            2 if self.slice_axis is not None else desc.spatial_dims,
+            self.patch_size,
+            self.slice_axis,
+        )
 
     def items(self, ids: Sequence[str], with_label: bool = True) -> list[dict]:
         """MONAI data dicts for the given case ids (cases left out as bad are dropped)."""
@@ -182,8 +189,7 @@ class SegmentationDataModule(MedlightDataModule):
             if case is None:
                 continue
             images = [str(p) for p in case.images]
-            item = {IMAGE: images[0] if len(images) == 1 else images, "case_id": cid,
-                    "case_index": index[cid]}
+            item = {IMAGE: images[0] if len(images) == 1 else images, "case_id": cid, "case_index": index[cid]}
             if with_label:
                 item[LABEL] = str(case.label)
             out.append(item)
@@ -195,22 +201,24 @@ class SegmentationDataModule(MedlightDataModule):
         if key not in self._eval_transforms:
             dims = self._describe().spatial_dims
             self._eval_transforms[key] = Compose(  # type: ignore[index]
-                load_and_preprocess(dims, self.preprocessing, with_label, keep_original_label))
+                load_and_preprocess(dims, self.preprocessing, with_label, keep_original_label)
+            )
         return self._eval_transforms[key]  # type: ignore[index]
 
     def train_random_transform(self) -> Compose:
         dims = 2 if self.slice_axis is not None else self._describe().spatial_dims
-        return Compose([
-            *patch_sampling(self.patch_size, self.samples_per_volume, self.pos_fraction, self.slice_axis),
-            *geometric_augmentation(self.augmentation, dims),
-            *intensity_augmentation(self.augmentation),
-        ])
+        return Compose(
+            [
+                *patch_sampling(self.patch_size, self.samples_per_volume, self.pos_fraction, self.slice_axis),
+                *geometric_augmentation(self.augmentation, dims),
+                *intensity_augmentation(self.augmentation),
+            ]
+        )
 
     def to_source_geometry(self, prediction: Tensor, image: MetaTensor, transform: Compose) -> MetaTensor:
         """Undo orientation, resampling and cropping of ``transform`` on a (C, *spatial) prediction."""
         pred = MetaTensor(prediction, meta=dict(image.meta), applied_operations=list(image.applied_operations))
-        data = Invertd("pred", transform=transform, orig_keys=IMAGE, nearest_interp=False)(
-            {"pred": pred, IMAGE: image})
+        data = Invertd("pred", transform=transform, orig_keys=IMAGE, nearest_interp=False)({"pred": pred, IMAGE: image})
         return data["pred"]
 
     # -- stages -------------------------------------------------------------------------------------
@@ -228,16 +236,23 @@ class SegmentationDataModule(MedlightDataModule):
             test = self.eval_share(self.items(test_ids))
             self._datasets["test"] = self.cached(test, self.eval_transform(keep_original_label=True), "test")
         if stage == "predict" and "predict" not in self._datasets:
-            self._datasets["predict"] = self.cached(self.eval_share(self._predict_items()),
-                                                    self.eval_transform(with_label=False), "predict")
+            self._datasets["predict"] = self.cached(
+                self.eval_share(self._predict_items()), self.eval_transform(with_label=False), "predict"
+            )
 
     def _predict_items(self) -> list[dict]:
         assert self.splits is not None
         if self.predict_dataset is None:
             return self.items(self.splits.test or self.splits.val_ids(self.fold), with_label=False)
         cases = discover_images(self.predict_dataset)
-        return [{IMAGE: str(c.images[0]) if len(c.images) == 1 else [str(p) for p in c.images],
-                 "case_id": c.case_id, "case_index": i} for i, c in enumerate(cases)]
+        return [
+            {
+                IMAGE: str(c.images[0]) if len(c.images) == 1 else [str(p) for p in c.images],
+                "case_id": c.case_id,
+                "case_index": i,
+            }
+            for i, c in enumerate(cases)
+        ]
 
     def train_dataloader(self) -> DataLoader:
         return self.train_loader(self._datasets["train"], self.train_random_transform())  # type: ignore[arg-type]
@@ -253,5 +268,7 @@ class SegmentationDataModule(MedlightDataModule):
 
     def transform_for(self, stage: str) -> Compose:
         """The evaluation transform used by a stage's loader (needed to invert predictions)."""
-        return {"test": self.eval_transform(keep_original_label=True),
-                "predict": self.eval_transform(with_label=False)}.get(stage, self.eval_transform())
+        return {
+            "test": self.eval_transform(keep_original_label=True),
+            "predict": self.eval_transform(with_label=False),
+        }.get(stage, self.eval_transform())

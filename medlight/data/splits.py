@@ -88,8 +88,7 @@ def load_or_create_splits(
     return _load(path, case_ids, num_folds, seed, test_fraction)
 
 
-def _make(case_ids: Sequence[str], num_folds: int, seed: int, test_fraction: float,
-          groups: dict[str, str]) -> dict:
+def _make(case_ids: Sequence[str], num_folds: int, seed: int, test_fraction: float, groups: dict[str, str]) -> dict:
     if num_folds < 2:
         raise DatasetError(f"num_folds must be >= 2, got {num_folds}")
     if not 0 <= test_fraction < 1:

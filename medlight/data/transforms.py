@@ -110,8 +110,9 @@ def load_and_preprocess(
     label_keys = [LABEL, LABEL_ORIGINAL] if keep_original_label else [LABEL]
     reader = PILReader(converter=_to_grayscale_if_label) if spatial_dims == 2 else None
     out: list[MapTransform] = [
-        LoadImaged(IMAGE, ensure_channel_first=True, image_only=True,
-                   reader=PILReader() if spatial_dims == 2 else None),
+        LoadImaged(
+            IMAGE, ensure_channel_first=True, image_only=True, reader=PILReader() if spatial_dims == 2 else None
+        ),
     ]
     if with_label:
         out.append(LoadImaged(LABEL, ensure_channel_first=True, image_only=True, reader=reader))
@@ -170,8 +171,15 @@ def patch_sampling(
     pos = max(pos_fraction, 0.0)
     out: list[MapTransform] = [
         SpatialPadd([IMAGE, LABEL], spatial_size=roi),
-        RandCropByPosNegLabeld([IMAGE, LABEL], LABEL, spatial_size=roi, pos=pos, neg=1.0 - pos,
-                               num_samples=samples_per_volume, allow_smaller=False),
+        RandCropByPosNegLabeld(
+            [IMAGE, LABEL],
+            LABEL,
+            spatial_size=roi,
+            pos=pos,
+            neg=1.0 - pos,
+            num_samples=samples_per_volume,
+            allow_smaller=False,
+        ),
     ]
     if slice_axis is not None:
         out.append(SqueezeDimd([IMAGE, LABEL], dim=slice_axis + 1))
@@ -188,16 +196,39 @@ def geometric_augmentation(aug: Augmentation, spatial_dims: int, keys: Sequence[
     rotate = np.deg2rad(aug.rotate_degrees) if aug.rotate_prob > 0 else 0.0
     if aug.rotate_prob > 0 or aug.scale_prob > 0:
         prob = max(aug.rotate_prob, aug.scale_prob)
-        out.append(RandAffined(keys, prob=prob, rotate_range=[rotate] * (1 if spatial_dims == 2 else 3),
-                               scale_range=[aug.scale_range if aug.scale_prob > 0 else 0.0] * spatial_dims,
-                               mode=modes, padding_mode="zeros"))
+        out.append(
+            RandAffined(
+                keys,
+                prob=prob,
+                rotate_range=[rotate] * (1 if spatial_dims == 2 else 3),
+                scale_range=[aug.scale_range if aug.scale_prob > 0 else 0.0] * spatial_dims,
+                mode=modes,
+                padding_mode="zeros",
+            )
+        )
     if aug.elastic_prob > 0:
         if spatial_dims == 3:
-            out.append(Rand3DElasticd(keys, sigma_range=(5, 8), magnitude_range=(50, 150),
-                                      prob=aug.elastic_prob, mode=modes, padding_mode="zeros"))
+            out.append(
+                Rand3DElasticd(
+                    keys,
+                    sigma_range=(5, 8),
+                    magnitude_range=(50, 150),
+                    prob=aug.elastic_prob,
+                    mode=modes,
+                    padding_mode="zeros",
+                )
+            )
         else:
-            out.append(Rand2DElasticd(keys, spacing=(16, 16), magnitude_range=(1, 2),
-                                      prob=aug.elastic_prob, mode=modes, padding_mode="zeros"))
+            out.append(
+                Rand2DElasticd(
+                    keys,
+                    spacing=(16, 16),
+                    magnitude_range=(1, 2),
+                    prob=aug.elastic_prob,
+                    mode=modes,
+                    padding_mode="zeros",
+                )
+            )
     return out
 
 
@@ -205,8 +236,10 @@ def intensity_augmentation(aug: Augmentation, key: str = IMAGE) -> list[MapTrans
     """Random intensity scale/shift, Gaussian noise and gamma, on the image only."""
     out: list[MapTransform] = []
     if aug.intensity_prob > 0:
-        out += [RandScaleIntensityd(key, factors=0.1, prob=aug.intensity_prob),
-                RandShiftIntensityd(key, offsets=0.1, prob=aug.intensity_prob)]
+        out += [
+            RandScaleIntensityd(key, factors=0.1, prob=aug.intensity_prob),
+            RandShiftIntensityd(key, offsets=0.1, prob=aug.intensity_prob),
+        ]
     if aug.noise_prob > 0:
         out.append(RandGaussianNoised(key, prob=aug.noise_prob, std=0.1))
     if aug.gamma_prob > 0:

@@ -56,8 +56,13 @@ def _hd95(p: Tensor, g: Tensor, spacing: list[float]) -> Tensor:
     for c in range(1, p.shape[1]):
         has_p, has_g = bool(p[:, c].any()), bool(g[:, c].any())
         if has_p and has_g:
-            out.append(float(compute_hausdorff_distance(p[:, c : c + 1], g[:, c : c + 1], include_background=True,
-                                                        percentile=95, spacing=spacing)[0, 0]))
+            out.append(
+                float(
+                    compute_hausdorff_distance(
+                        p[:, c : c + 1], g[:, c : c + 1], include_background=True, percentile=95, spacing=spacing
+                    )[0, 0]
+                )
+            )
         else:
             out.append(0.0 if has_p == has_g else diagonal)
     return torch.tensor(out)

@@ -55,25 +55,38 @@ class EncoderDecoderUNet(nn.Module):
     ) -> None:
         super().__init__()
         if len(strides) not in (len(channels) - 1, len(channels)):
-            raise ValueError(f"strides needs {len(channels) - 1} or {len(channels)} values for {len(channels)} "
-                             f"levels, got {strides}")
+            raise ValueError(
+                f"strides needs {len(channels) - 1} or {len(channels)} values for {len(channels)} levels, got {strides}"
+            )
         strides = [1, *strides] if len(strides) == len(channels) - 1 else list(strides)
         self.spatial_dims, self.in_channels, self.out_channels = spatial_dims, in_channels, out_channels
         self.total_stride = int(torch.tensor(strides).prod())
 
         def stage(c_in: int, c_out: int, stride: int) -> nn.Module:
             if residual:
-                return ResidualUnit(spatial_dims, c_in, c_out, strides=stride, subunits=2, act=act, norm=norm,
-                                    dropout=dropout)
+                return ResidualUnit(
+                    spatial_dims, c_in, c_out, strides=stride, subunits=2, act=act, norm=norm, dropout=dropout
+                )
             return nn.Sequential(
                 Convolution(spatial_dims, c_in, c_out, strides=stride, act=act, norm=norm, dropout=dropout),
                 Convolution(spatial_dims, c_out, c_out, act=act, norm=norm, dropout=dropout),
             )
 
         levels = list(channels)
+
         def up(c_in: int, c_out: int, stride: int) -> nn.Module:
-            return Convolution(spatial_dims, c_in, c_out, strides=stride, kernel_size=stride, act=act, norm=norm,
-                               is_transposed=True, padding=0, output_padding=0)
+            return Convolution(
+                spatial_dims,
+                c_in,
+                c_out,
+                strides=stride,
+                kernel_size=stride,
+                act=act,
+                norm=norm,
+                is_transposed=True,
+                padding=0,
+                output_padding=0,
+            )
 
         self.encoder = nn.ModuleList(
             stage(c_in, c_out, s) for c_in, c_out, s in zip([in_channels, *levels[:-1]], levels, strides)
@@ -82,7 +95,8 @@ class EncoderDecoderUNet(nn.Module):
         self.final_up = up(levels[0], levels[0], strides[0]) if strides[0] > 1 else nn.Identity()
         self.gates = nn.ModuleList(
             AttentionBlock(spatial_dims, f_int=max(levels[i] // 2, 1), f_g=levels[i], f_l=levels[i])
-            if attention else nn.Identity()
+            if attention
+            else nn.Identity()
             for i in range(len(levels) - 1)
         )
         self.decoder = nn.ModuleList(stage(2 * levels[i], levels[i], 1) for i in range(len(levels) - 1))
@@ -113,25 +127,49 @@ class EncoderDecoderUNet(nn.Module):
 class UNet(EncoderDecoderUNet):
     """Plain UNet: double convolutions, no residual units, no attention gates."""
 
-    def __init__(self, spatial_dims: int = 3, in_channels: int = 1, out_channels: int = 2,
-                 channels: Sequence[int] = (16, 32, 64, 128), strides: Sequence[int] = (2, 2, 2),
-                 norm: str = "instance", act: str = "prelu", dropout: float = 0.0) -> None:
+    def __init__(
+        self,
+        spatial_dims: int = 3,
+        in_channels: int = 1,
+        out_channels: int = 2,
+        channels: Sequence[int] = (16, 32, 64, 128),
+        strides: Sequence[int] = (2, 2, 2),
+        norm: str = "instance",
+        act: str = "prelu",
+        dropout: float = 0.0,
+    ) -> None:
         super().__init__(spatial_dims, in_channels, out_channels, channels, strides, False, False, norm, act, dropout)
 
 
 class ResUNet(EncoderDecoderUNet):
     """Res-UNet: residual units at every stage."""
 
-    def __init__(self, spatial_dims: int = 3, in_channels: int = 1, out_channels: int = 2,
-                 channels: Sequence[int] = (16, 32, 64, 128), strides: Sequence[int] = (2, 2, 2),
-                 norm: str = "instance", act: str = "prelu", dropout: float = 0.0) -> None:
+    def __init__(
+        self,
+        spatial_dims: int = 3,
+        in_channels: int = 1,
+        out_channels: int = 2,
+        channels: Sequence[int] = (16, 32, 64, 128),
+        strides: Sequence[int] = (2, 2, 2),
+        norm: str = "instance",
+        act: str = "prelu",
+        dropout: float = 0.0,
+    ) -> None:
         super().__init__(spatial_dims, in_channels, out_channels, channels, strides, True, False, norm, act, dropout)
 
 
 class AttentionResUNet(EncoderDecoderUNet):
     """Attention Res-UNet: residual units and attention gates on the skip connections."""
 
-    def __init__(self, spatial_dims: int = 3, in_channels: int = 1, out_channels: int = 2,
-                 channels: Sequence[int] = (16, 32, 64, 128), strides: Sequence[int] = (2, 2, 2),
-                 norm: str = "instance", act: str = "prelu", dropout: float = 0.0) -> None:
+    def __init__(
+        self,
+        spatial_dims: int = 3,
+        in_channels: int = 1,
+        out_channels: int = 2,
+        channels: Sequence[int] = (16, 32, 64, 128),
+        strides: Sequence[int] = (2, 2, 2),
+        norm: str = "instance",
+        act: str = "prelu",
+        dropout: float = 0.0,
+    ) -> None:
         super().__init__(spatial_dims, in_channels, out_channels, channels, strides, True, True, norm, act, dropout)

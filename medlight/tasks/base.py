@@ -75,11 +75,14 @@ class MedlightTask(LightningModule):
         self._nonfinite_streak += 1
         where = f"at step {self.global_step} (epoch {self.current_epoch})"
         if self.nonfinite_loss == "stop":
-            raise NonFiniteError(f"non-finite loss {where}; training stopped (nonfinite_loss=stop). "
-                                 "The last checkpoint is intact.")
+            raise NonFiniteError(
+                f"non-finite loss {where}; training stopped (nonfinite_loss=stop). The last checkpoint is intact."
+            )
         if self._nonfinite_streak > self.max_nonfinite_steps:
-            raise NonFiniteError(f"{self._nonfinite_streak} consecutive non-finite losses {where}; training "
-                                 "stopped. Lower the learning rate or check the data. The last checkpoint is intact.")
+            raise NonFiniteError(
+                f"{self._nonfinite_streak} consecutive non-finite losses {where}; training "
+                "stopped. Lower the learning rate or check the data. The last checkpoint is intact."
+            )
         rank_zero_warn(f"non-finite loss {where}: step skipped, weights unchanged")
         self._skip_update = True
         return sum((p * 0.0).sum() for p in self.parameters() if p.requires_grad)  # type: ignore[return-value]

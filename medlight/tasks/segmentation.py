@@ -81,15 +81,19 @@ class SegmentationTask(MedlightTask):
             with torch.no_grad():
                 y = self.net.eval()(x)
         except RuntimeError as err:
-            raise ConfigError(f"the network cannot take a {spec.in_channels}-channel {spec.spatial_dims}D patch "
-                              f"of size {spec.patch_size} from this data: {err}") from err
+            raise ConfigError(
+                f"the network cannot take a {spec.in_channels}-channel {spec.spatial_dims}D patch "
+                f"of size {spec.patch_size} from this data: {err}"
+            ) from err
         finally:
             self.net.train()
         expected = len(spec.class_names) + 1
         if y.shape[1] != expected or tuple(y.shape[2:]) != tuple(spec.patch_size):
-            raise ConfigError(f"the network maps a {tuple(x.shape)} patch to {tuple(y.shape)}; the data needs "
-                              f"(1, {expected}, *{tuple(spec.patch_size)}): {expected} classes "
-                              f"(background + {', '.join(spec.class_names)}). Set the network's out_channels.")
+            raise ConfigError(
+                f"the network maps a {tuple(x.shape)} patch to {tuple(y.shape)}; the data needs "
+                f"(1, {expected}, *{tuple(spec.patch_size)}): {expected} classes "
+                f"(background + {', '.join(spec.class_names)}). Set the network's out_channels."
+            )
 
     @property
     def num_classes(self) -> int:
@@ -131,8 +135,7 @@ class SegmentationTask(MedlightTask):
     def _to_source(self, batch: dict, probs: Tensor, stage: str) -> tuple[Tensor, MetaTensor]:
         """Map (1, C, *spatial) probabilities to the source image's geometry and turn them into labels."""
         datamodule = self.trainer.datamodule
-        source = datamodule.to_source_geometry(probs[0].cpu(), batch[IMAGE][0].cpu(),
-                                               datamodule.transform_for(stage))
+        source = datamodule.to_source_geometry(probs[0].cpu(), batch[IMAGE][0].cpu(), datamodule.transform_for(stage))
         labels = to_labels(torch.as_tensor(source), self.postprocessing)
         return labels, MetaTensor(labels.to(torch.uint8), meta=source.meta)
 
@@ -160,10 +163,21 @@ class SegmentationTask(MedlightTask):
     # -- outputs ---------------------------------------------------------------------------------------
     def _save(self, prediction: MetaTensor) -> None:
         out_dir = self.run_dir / "predictions"
-        ext = ".png" if self.spec is not None and self.spec.spatial_dims == 2 and self.spec.slice_axis is None \
+        ext = (
+            ".png"
+            if self.spec is not None and self.spec.spatial_dims == 2 and self.spec.slice_axis is None
             else ".nii.gz"
-        SaveImage(output_dir=out_dir, output_postfix="", output_ext=ext, separate_folder=False,
-                  output_dtype="uint8", resample=False, print_log=False, scale=None)(prediction)
+        )
+        SaveImage(
+            output_dir=out_dir,
+            output_postfix="",
+            output_ext=ext,
+            separate_folder=False,
+            output_dtype="uint8",
+            resample=False,
+            print_log=False,
+            scale=None,
+        )(prediction)
 
     @rank_zero_only
     def _write_rows(self, stage: str, index: Tensor, values: Tensor, summary: dict | None = None) -> None:

@@ -63,8 +63,14 @@ def test_validate_test_and_predict_from_a_checkpoint(fitted, tmp_path: Path) -> 
     (new_images).mkdir()
     (new_images / "scan.nii.gz").write_bytes((dataset / "imagesTr" / "case_000.nii.gz").read_bytes())
     pred_dir = tmp_path / "pred"
-    assert run_cli(tiny_fit_args(dataset, pred_dir, "--ckpt_path", ckpt, "--data.predict_dataset",
-                                 str(new_images), command="predict")) == 0
+    assert (
+        run_cli(
+            tiny_fit_args(
+                dataset, pred_dir, "--ckpt_path", ckpt, "--data.predict_dataset", str(new_images), command="predict"
+            )
+        )
+        == 0
+    )
     assert nib.load(str(pred_dir / "predictions" / "scan.nii.gz")).shape == (20, 24, 16)
 
 

@@ -1,5 +1,15 @@
-"""Every config in configs/ runs: a couple of training steps and a test batch on the embedded data."""
+"""Every config in configs/ runs: a couple of training steps, a validation and a test batch.
 
+A config runs inside the default segmentation stack (hippocampus 3D data, 3D Res-UNet, CPU trainer), taking
+its own slot (data/, model/, trainer/) or stacking on top (other folders, e.g. loss/). A config that belongs
+to another kind of work names its companions in a comment line::
+
+    # run-with: configs/data/other.yaml configs/model/other.yaml
+
+and then runs with those (plus the CPU trainer unless it names a trainer).
+"""
+
+import re
 from pathlib import Path
 
 import pytest
@@ -8,16 +18,42 @@ import torch
 from tests.integration.helpers import REPO, run_cli, run_subprocess
 
 CONFIGS = REPO / "configs"
-DEFAULTS = {"data": CONFIGS / "data" / "hippocampus_3d.yaml", "model": CONFIGS / "model" / "res_unet_3d.yaml",
-            "trainer": CONFIGS / "trainer" / "cpu.yaml"}
-QUICK = ["--trainer.max_steps", "2", "--trainer.max_epochs", "1", "--trainer.limit_val_batches", "1",
-         "--trainer.limit_test_batches", "1", "--trainer.enable_progress_bar", "false",
-         "--trainer.check_val_every_n_epoch", "1", "--tracking.wandb", "disabled", "--data.init_args.cache", "none"]
+DEFAULTS = {
+    "data": CONFIGS / "data" / "hippocampus_3d.yaml",
+    "model": CONFIGS / "model" / "res_unet_3d.yaml",
+    "trainer": CONFIGS / "trainer" / "cpu.yaml",
+}
+QUICK = [
+    "--trainer.max_steps",
+    "2",
+    "--trainer.max_epochs",
+    "1",
+    "--trainer.limit_val_batches",
+    "1",
+    "--trainer.limit_test_batches",
+    "1",
+    "--trainer.enable_progress_bar",
+    "false",
+    "--trainer.check_val_every_n_epoch",
+    "1",
+    "--trainer.num_sanity_val_steps",
+    "0",
+    "--tracking.wandb",
+    "disabled",
+]
 
 
 def stack_for(config: Path) -> list[Path]:
-    """The default stack with ``config`` in its slot; 2D models get the 2D data config."""
+    """The configs to run ``config`` with, in stacking order."""
+    declared = re.search(r"^# run-with:(.*)$", config.read_text(), flags=re.MULTILINE)
+    if declared:
+        companions = [REPO / p for p in declared.group(1).split()]
+        if not any(p.parent.name == "trainer" for p in [*companions, config]):
+            companions.append(DEFAULTS["trainer"])
+        return [*companions, config]
     kind = config.parent.name
+    if kind not in DEFAULTS:  # fragments such as loss/ stack on top of the defaults
+        return [*DEFAULTS.values(), config]
     stack = dict(DEFAULTS, **{kind: config})
     if kind == "model" and config.stem.endswith("_2d"):
         stack["data"] = CONFIGS / "data" / "hippocampus_2d.yaml"
@@ -26,18 +62,21 @@ def stack_for(config: Path) -> list[Path]:
     return [stack["data"], stack["model"], stack["trainer"]]
 
 
-ALL = sorted(p for kind in ("data", "model", "trainer") for p in (CONFIGS / kind).glob("*.yaml"))
+ALL = sorted(CONFIGS.glob("*/*.yaml"))
+
+
+def config_args(config: Path, run_dir: Path) -> list[str]:
+    args = ["fit"] + [a for part in stack_for(config) for a in ("--config", str(part))]
+    return [*args, *QUICK, "--trainer.default_root_dir", str(run_dir)]
 
 
 @pytest.mark.parametrize("config", ALL, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_config_runs(config: Path, tmp_path: Path) -> None:
-    args = ["fit"]
-    for part in stack_for(config):
-        args += ["--config", str(part)]
-    args += [*QUICK, "--trainer.default_root_dir", str(tmp_path)]
-    if "accelerator: gpu" in config.read_text() and not torch.cuda.is_available():
+    args = config_args(config, tmp_path)
+    text = "".join(p.read_text() for p in stack_for(config))
+    if "accelerator: gpu" in text and not torch.cuda.is_available():
         args += ["--trainer.accelerator", "cpu", "--trainer.precision", "32-true"]  # all else as configured
-    if "strategy: ddp" in config.read_text():  # DDP relaunches its command: run the real CLI, not pytest
+    if "strategy: ddp" in text:  # DDP relaunches its command: run the real CLI, not pytest
         result = run_subprocess(args)
         assert result.returncode == 0, result.stderr[-3000:]
     else:
@@ -48,5 +87,4 @@ def test_config_runs(config: Path, tmp_path: Path) -> None:
 @pytest.mark.gpu
 @pytest.mark.parametrize("config", [p for p in ALL if "accelerator: gpu" in p.read_text()], ids=lambda p: p.name)
 def test_gpu_config_runs_on_a_gpu(config: Path, tmp_path: Path) -> None:
-    args = ["fit"] + [a for part in stack_for(config) for a in ("--config", str(part))]
-    assert run_cli([*args, *QUICK, "--trainer.default_root_dir", str(tmp_path)]) == 0
+    assert run_cli(config_args(config, tmp_path)) == 0

@@ -14,8 +14,12 @@ from tests.integration.helpers import run_subprocess, tiny_fit_args
 def test_ddp_fit_scores_each_case_once(tmp_path: Path) -> None:
     data = make_msd(tmp_path / "data", n=13, shape=(20, 20, 16))
     run_dir = tmp_path / "run"
-    result = run_subprocess(tiny_fit_args(data, run_dir, "--trainer.strategy", "ddp", "--trainer.devices", "2",
-                                          "--trainer.max_epochs", "1"), timeout=500)
+    result = run_subprocess(
+        tiny_fit_args(
+            data, run_dir, "--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.max_epochs", "1"
+        ),
+        timeout=500,
+    )
     assert result.returncode == 0, result.stderr[-4000:]
     splits = json.loads((data.parent / "splits.json").read_text())
     for stage, expected in (("val", splits["folds"][0]), ("test", splits["test"])):

@@ -44,16 +44,28 @@ class Snapshots(Callback):
 def fit(tmp_path: Path, loss: torch.nn.Module, policy: str, steps: int = 5) -> Snapshots:
     seed_everything(0)
     data = make_msd(tmp_path / "data", n=9, shape=(16, 16, 16))
-    dm = SegmentationDataModule(str(data), split_file=str(tmp_path / "s.json"), num_folds=2, patch_size=(16, 16, 16),
-                                batch_size=2, cache="none")
-    model = SegmentationTask(ResUNet(3, 1, 3, channels=(4, 8), strides=(2,)), loss=loss, nonfinite_loss=policy,
-                             max_nonfinite_steps=2)
+    dm = SegmentationDataModule(
+        str(data), split_file=str(tmp_path / "s.json"), num_folds=2, patch_size=(16, 16, 16), batch_size=2, cache="none"
+    )
+    model = SegmentationTask(
+        ResUNet(3, 1, 3, channels=(4, 8), strides=(2,)), loss=loss, nonfinite_loss=policy, max_nonfinite_steps=2
+    )
     snaps = Snapshots()
-    trainer = Trainer(max_steps=steps, accelerator="cpu", logger=False, enable_progress_bar=False,
-                      enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0,
-                      default_root_dir=str(tmp_path), plugins=[AtomicCheckpointIO()],
-                      callbacks=[snaps, ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True, save_top_k=0,
-                                                        every_n_train_steps=1)])
+    trainer = Trainer(
+        max_steps=steps,
+        accelerator="cpu",
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        default_root_dir=str(tmp_path),
+        plugins=[AtomicCheckpointIO()],
+        callbacks=[
+            snaps,
+            ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True, save_top_k=0, every_n_train_steps=1),
+        ],
+    )
     trainer.fit(model, dm)
     return snaps
 

@@ -30,16 +30,31 @@ class Recorder(Callback):
 
 def train(dataset: Path, run_dir: Path, max_steps: int, ckpt_path: str | None = None) -> tuple[list, dict]:
     seed_everything(0)
-    dm = SegmentationDataModule(str(dataset), split_file=str(dataset.parent / "splits.json"), num_folds=3,
-                                patch_size=(16, 16, 16), batch_size=2, cache="none")
+    dm = SegmentationDataModule(
+        str(dataset),
+        split_file=str(dataset.parent / "splits.json"),
+        num_folds=3,
+        patch_size=(16, 16, 16),
+        batch_size=2,
+        cache="none",
+    )
     model = SegmentationTask(ResUNet(3, 1, 3, channels=(4, 8), strides=(2,)))
     recorder = Recorder()
     trainer = Trainer(
-        max_steps=max_steps, accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
-        limit_val_batches=0, num_sanity_val_steps=0, deterministic=True, default_root_dir=str(run_dir),
+        max_steps=max_steps,
+        accelerator="cpu",
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        deterministic=True,
+        default_root_dir=str(run_dir),
         plugins=[AtomicCheckpointIO()],
-        callbacks=[recorder, ModelCheckpoint(dirpath=run_dir / "ckpt", save_last=True, save_top_k=0,
-                                             every_n_train_steps=1)],
+        callbacks=[
+            recorder,
+            ModelCheckpoint(dirpath=run_dir / "ckpt", save_last=True, save_top_k=0, every_n_train_steps=1),
+        ],
     )
     trainer.fit(model, dm, ckpt_path=ckpt_path)
     return recorder.batches, {k: v.clone() for k, v in model.state_dict().items()}
@@ -73,8 +88,13 @@ def test_a_killed_fit_resumes_from_its_last_checkpoint(tmp_path: Path) -> None:
     data = make_msd(tmp_path / "data", n=12, shape=(20, 20, 16))
     run_dir = tmp_path / "run"
     args = tiny_fit_args(data, run_dir, "--trainer.max_epochs", "400", "--test_after_fit", "false")
-    proc = subprocess.Popen([sys.executable, "-m", "medlight", *args], cwd=REPO, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "medlight", *args],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     last = run_dir / "checkpoints" / "last.ckpt"
     deadline = time.time() + 240
     while not last.is_file() and time.time() < deadline:
@@ -84,9 +104,22 @@ def test_a_killed_fit_resumes_from_its_last_checkpoint(tmp_path: Path) -> None:
     proc.wait()
     assert last.is_file(), "no checkpoint was written before the deadline"
     killed_at = torch.load(last, weights_only=False)["global_step"]
-    result = subprocess.run([sys.executable, "-m", "medlight", *args[:-4], "--trainer.max_epochs",
-                             str(killed_at // 3 + 2), "--test_after_fit", "false"],
-                            cwd=REPO, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "medlight",
+            *args[:-4],
+            "--trainer.max_epochs",
+            str(killed_at // 3 + 2),
+            "--test_after_fit",
+            "false",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Resuming from" in result.stderr + result.stdout
     assert torch.load(last, weights_only=False)["global_step"] > killed_at

@@ -8,8 +8,20 @@ from tests.integration.helpers import run_subprocess
 
 pytestmark = pytest.mark.shared_data
 LABELS = '{"0": "background", "1": "anterior", "2": "posterior"}'
-DATA_ARGS = ["--data.labels", LABELS, "--data.patch_size", "[16,16,16]", "--trainer.limit_train_batches", "2",
-             "--trainer.max_epochs", "1", "--trainer.limit_val_batches", "2", "--trainer.limit_test_batches", "2"]
+DATA_ARGS = [
+    "--data.labels",
+    LABELS,
+    "--data.patch_size",
+    "[16,16,16]",
+    "--trainer.limit_train_batches",
+    "2",
+    "--trainer.max_epochs",
+    "1",
+    "--trainer.limit_val_batches",
+    "2",
+    "--trainer.limit_test_batches",
+    "2",
+]
 
 
 def test_check_data_lists_the_three_real_problems(shared_hippocampus: Path) -> None:

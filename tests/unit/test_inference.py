@@ -65,6 +65,7 @@ def test_postprocessing() -> None:
 def test_probabilities_sum_to_one(blend) -> None:
     net = ResUNet(2, 1, 3, channels=(4, 8), strides=(2,)).eval()
     with torch.no_grad():
-        p = predict_probabilities(net, torch.randn(1, 1, 30, 22), build_inferer((16, 16), Inference(blend=blend)),
-                                  mirror_axes=(0, 1))
+        p = predict_probabilities(
+            net, torch.randn(1, 1, 30, 22), build_inferer((16, 16), Inference(blend=blend)), mirror_axes=(0, 1)
+        )
     assert torch.allclose(p.sum(1), torch.ones(1, 30, 22), atol=1e-5)

@@ -92,7 +92,9 @@ def test_warnings_do_not_mark_cases_bad(tmp_path: Path) -> None:
     (root / "labelsTr" / "case_002.nii.gz").write_bytes((root / "labelsTr" / "case_001.nii.gz").read_bytes())
     problems = check_dataset(discover(root), progress=False)
     assert {(p.case_id, p.check, p.severity) for p in problems} == {
-        ("case_000", "empty_label", "warning"), ("case_002", "duplicate_label", "warning")}
+        ("case_000", "empty_label", "warning"),
+        ("case_002", "duplicate_label", "warning"),
+    }
     assert bad_case_ids(problems) == set()
 
 
@@ -113,7 +115,10 @@ def test_real_hippocampus_problems_are_found(shared_hippocampus: Path) -> None:
     desc = discover(shared_hippocampus, labels={0: "background", 1: "anterior", 2: "posterior"})
     problems = check_dataset(desc, progress=False)
     errors = {(p.case_id, p.check) for p in problems if p.severity == "error"}
-    assert errors == {("hippocampus_118", "missing_label"), ("hippocampus_010", "missing_image"),
-                      ("hippocampus_281", "missing_image")}
+    assert errors == {
+        ("hippocampus_118", "missing_label"),
+        ("hippocampus_010", "missing_image"),
+        ("hippocampus_281", "missing_image"),
+    }
     warnings = {(p.case_id, p.check) for p in problems if p.severity == "warning"}
     assert ("hippocampus_010", "duplicate_label") in warnings

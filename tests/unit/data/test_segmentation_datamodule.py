@@ -104,9 +104,12 @@ def test_each_rank_caches_only_its_share(msd_dataset: Path) -> None:
 
 
 def test_preprocessing_options(msd_dataset: Path) -> None:
-    dm = make_dm(msd_dataset, preprocessing=Preprocessing(spacing=(2.0, 2.0, 2.0), crop_foreground=True),
-                 augmentation=Augmentation(rotate_prob=1.0, scale_prob=1.0, elastic_prob=1.0, gamma_prob=1.0),
-                 patch_size=(8, 8, 8))
+    dm = make_dm(
+        msd_dataset,
+        preprocessing=Preprocessing(spacing=(2.0, 2.0, 2.0), crop_foreground=True),
+        augmentation=Augmentation(rotate_prob=1.0, scale_prob=1.0, elastic_prob=1.0, gamma_prob=1.0),
+        patch_size=(8, 8, 8),
+    )
     dm.setup("fit")
     val = next(iter(dm.val_dataloader()))
     assert val["image"].shape[2:] == (10, 12, 8)  # resampled to 2 mm

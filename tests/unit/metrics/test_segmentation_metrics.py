@@ -16,8 +16,13 @@ def reference(pred: np.ndarray, gt: np.ndarray, c: int, spacing: list[float]) ->
     d_to_g = ndimage.distance_transform_edt(~edge(g), sampling=spacing)
     d_to_p = ndimage.distance_transform_edt(~edge(p), sampling=spacing)
     hd95 = max(np.percentile(d_to_g[edge(p)], 95), np.percentile(d_to_p[edge(g)], 95))
-    return {"dice": 2 * tp / (2 * tp + fp + fn), "iou": tp / (tp + fp + fn), "precision": tp / (tp + fp),
-            "recall": tp / (tp + fn), "hd95": hd95}
+    return {
+        "dice": 2 * tp / (2 * tp + fp + fn),
+        "iou": tp / (tp + fp + fn),
+        "precision": tp / (tp + fp),
+        "recall": tp / (tp + fn),
+        "hd95": hd95,
+    }
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

@@ -1,0 +1,193 @@
+"""A study file describes a comparison once; it expands into one run per (variant x grid point).
+
+```yaml
+name: unet_variants
+description: UNet vs Res-UNet vs Attention Res-UNet on hippocampus
+configs: [configs/trainer/cpu.yaml]          # stacked first, for every run
+variants:                                    # what is compared; each adds configs and/or arguments
+  unet_3d: [configs/data/hippocampus_3d.yaml, configs/model/unet_3d.yaml]
+  attention_res_unet_3d:
+    configs: [configs/data/hippocampus_3d.yaml, configs/model/attention_res_unet_3d.yaml]
+    args: {model.init_args.inference.overlap: 0.5}
+grid:                                        # every combination is run for every variant
+  fold: {keys: [data.init_args.fold], values: [0, 1, 2]}
+  seed: {keys: [seed_everything, data.init_args.seed], values: [0, 1]}
+budgets:                                     # named sets of arguments; the report says which was used
+  cpu: {trainer.max_epochs: 12}
+  gpu: {trainer.max_epochs: 300, trainer.accelerator: gpu}
+default_budget: cpu
+baseline: unet_3d                            # paired tests compare every variant with this one
+primary_metric: dice                         # box plots and the headline table
+```
+Config paths are relative to the repository root (the folder holding ``configs/``) or to the study folder.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from medlight.errors import ConfigError
+
+STUDY_FILE = "study.yaml"
+
+
+@dataclass(frozen=True)
+class Run:
+    """One run of a study: a variant at one grid point.
+
+    Attributes:
+        variant: variant name.
+        point: grid factor -> value, e.g. {"fold": 0, "seed": 1}.
+        configs: config files to stack, in order.
+        args: ``--key value`` overrides (budget, variant, grid), applied after the configs.
+    """
+
+    variant: str
+    point: dict[str, Any]
+    configs: list[Path]
+    args: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        grid = "_".join(f"{k}{v}" for k, v in self.point.items()) or "single"
+        return f"{self.variant}/{grid}"
+
+    def command(self, run_dir: Path, group: str) -> list[str]:
+        """The ``medlight fit`` arguments of this run."""
+        out = ["fit"]
+        for config in self.configs:
+            out += ["--config", str(config)]
+        for key, value in self.args.items():
+            out += [f"--{key}", _cli_value(value)]
+        return [
+            *out,
+            "--trainer.default_root_dir",
+            str(run_dir),
+            "--tracking.group",
+            group,
+            "--tracking.name",
+            self.name.replace("/", "-"),
+        ]
+
+
+@dataclass
+class Study:
+    """A parsed study file."""
+
+    folder: Path
+    name: str
+    description: str
+    runs_by_budget: dict[str, list[Run]]
+    default_budget: str
+    baseline: str | None
+    primary_metric: str
+    variants: list[str]
+    grid: dict[str, dict] = field(default_factory=dict)
+    budgets: dict[str, dict] = field(default_factory=dict)
+
+    def runs(self, budget: str | None = None) -> list[Run]:
+        budget = budget or self.default_budget
+        if budget not in self.runs_by_budget:
+            raise ConfigError(f"{self.folder / STUDY_FILE}: no budget {budget!r} (has {sorted(self.runs_by_budget)})")
+        return self.runs_by_budget[budget]
+
+
+def load_study(folder: str | Path) -> Study:
+    """Read ``<folder>/study.yaml`` and expand it into runs for every budget."""
+    folder = Path(folder)
+    path = folder / STUDY_FILE if folder.is_dir() else folder
+    folder = path.parent
+    if not path.is_file():
+        raise ConfigError(f"{path}: no study file")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({err})") from err
+    unknown = set(raw) - {
+        "name",
+        "description",
+        "configs",
+        "variants",
+        "grid",
+        "budgets",
+        "default_budget",
+        "baseline",
+        "primary_metric",
+    }
+    if unknown:
+        raise ConfigError(f"{path}: unknown keys {sorted(unknown)}")
+    if not raw.get("variants"):
+        raise ConfigError(f"{path}: needs at least one variant")
+    root = _repo_root(folder)
+    base = [_resolve(p, folder, root, path) for p in raw.get("configs", [])]
+    variants = {name: _variant(spec, folder, root, path) for name, spec in raw["variants"].items()}
+    grid = {name: _factor(name, spec, path) for name, spec in (raw.get("grid") or {}).items()}
+    budgets = raw.get("budgets") or {"default": {}}
+    default_budget = raw.get("default_budget", next(iter(budgets)))
+    baseline = raw.get("baseline")
+    if baseline is not None and baseline not in variants:
+        raise ConfigError(f"{path}: baseline {baseline!r} is not a variant ({sorted(variants)})")
+    runs_by_budget = {}
+    for budget, budget_args in budgets.items():
+        runs = []
+        for variant, (configs, args) in variants.items():
+            for values in itertools.product(*(f["values"] for f in grid.values())):
+                point = dict(zip(grid, values))
+                point_args = {k: v for f, v in zip(grid.values(), values) for k in f["keys"]}
+                runs.append(Run(variant, point, base + configs, {**(budget_args or {}), **args, **point_args}))
+        runs_by_budget[budget] = runs
+    return Study(
+        folder,
+        raw.get("name", folder.name),
+        raw.get("description", ""),
+        runs_by_budget,
+        default_budget,
+        baseline,
+        raw.get("primary_metric", "dice"),
+        list(variants),
+        grid,
+        budgets,
+    )
+
+
+def _repo_root(folder: Path) -> Path:
+    for candidate in [folder.resolve(), *folder.resolve().parents]:
+        if (candidate / "configs").is_dir():
+            return candidate
+    return Path.cwd()
+
+
+def _resolve(rel: str, folder: Path, root: Path, path: Path) -> Path:
+    for base in (folder, root):
+        candidate = (base / rel).resolve()
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(f"{path}: config {rel!r} found neither in {folder} nor in {root}")
+
+
+def _variant(spec: Any, folder: Path, root: Path, path: Path) -> tuple[list[Path], dict]:
+    if isinstance(spec, list):
+        spec = {"configs": spec}
+    if not isinstance(spec, dict) or set(spec) - {"configs", "args"}:
+        raise ConfigError(f"{path}: a variant is a list of configs or {{configs: [...], args: {{...}}}}")
+    return [_resolve(p, folder, root, path) for p in spec.get("configs", [])], dict(spec.get("args") or {})
+
+
+def _factor(name: str, spec: Any, path: Path) -> dict:
+    if not isinstance(spec, dict) or "values" not in spec or not ({"keys", "key"} & set(spec)):
+        raise ConfigError(f"{path}: grid factor {name!r} needs `keys` (or `key`) and `values`")
+    keys = spec.get("keys") or [spec["key"]]
+    return {"keys": [keys] if isinstance(keys, str) else list(keys), "values": list(spec["values"])}
+
+
+def _cli_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, dict)):
+        return yaml.safe_dump(value, default_flow_style=True).strip()
+    return str(value)

@@ -1,0 +1,85 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from medlight.errors import ConfigError
+from medlight.studies.spec import load_study
+from tests.integration.helpers import REPO
+
+
+def write_study(folder: Path, **content) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "study.yaml").write_text(yaml.safe_dump(content, sort_keys=False))
+    return folder
+
+
+def test_expansion_of_variants_grid_and_budgets(tmp_path: Path) -> None:
+    (tmp_path / "extra.yaml").write_text("trainer: {max_epochs: 1}\n")
+    folder = write_study(
+        tmp_path,
+        name="s",
+        configs=["configs/trainer/cpu.yaml"],
+        variants={
+            "a": ["configs/model/unet_3d.yaml"],
+            "b": {"configs": ["extra.yaml"], "args": {"model.init_args.save_predictions": False}},
+        },
+        grid={
+            "fold": {"keys": ["data.init_args.fold"], "values": [0, 1]},
+            "seed": {"key": "seed_everything", "values": [3]},
+        },
+        budgets={"cpu": {"trainer.max_steps": 5}, "big": {"trainer.max_steps": 500}},
+        baseline="a",
+    )
+    study = load_study(folder)
+    runs = study.runs()
+    assert study.default_budget == "cpu" and [r.name for r in runs] == [
+        "a/fold0_seed3",
+        "a/fold1_seed3",
+        "b/fold0_seed3",
+        "b/fold1_seed3",
+    ]
+    b = runs[3]
+    assert b.configs == [REPO / "configs/trainer/cpu.yaml", (tmp_path / "extra.yaml").resolve()]
+    assert b.args == {
+        "trainer.max_steps": 5,
+        "model.init_args.save_predictions": False,
+        "data.init_args.fold": 1,
+        "seed_everything": 3,
+    }
+    cmd = b.command(Path("out/b"), group="s/cpu")
+    assert cmd[:3] == ["fit", "--config", str(REPO / "configs/trainer/cpu.yaml")]
+    flag = cmd.index("--model.init_args.save_predictions")
+    assert cmd[flag + 1] == "false"
+    assert cmd[-6:] == [
+        "--trainer.default_root_dir",
+        "out/b",
+        "--tracking.group",
+        "s/cpu",
+        "--tracking.name",
+        "b-fold1_seed3",
+    ]
+    assert study.runs("big")[0].args["trainer.max_steps"] == 500
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ({"variants": {}}, "at least one variant"),
+        ({"variants": {"a": ["nope.yaml"]}}, "nope.yaml"),
+        ({"variants": {"a": []}, "baseline": "z"}, "baseline 'z'"),
+        ({"variants": {"a": []}, "grid": {"fold": [0, 1]}}, "needs `keys`"),
+        ({"variants": {"a": []}, "colour": 1}, "unknown keys"),
+    ],
+)
+def test_bad_study_files(tmp_path: Path, content: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_study(write_study(tmp_path, **content))
+    with pytest.raises(ConfigError, match="no study file"):
+        load_study(tmp_path / "elsewhere")
+
+
+def test_unknown_budget(tmp_path: Path) -> None:
+    study = load_study(write_study(tmp_path, variants={"a": []}, budgets={"cpu": {}}))
+    with pytest.raises(ConfigError, match="no budget 'gpu'"):
+        study.runs("gpu")
