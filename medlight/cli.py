@@ -99,7 +99,7 @@ class MedlightCLI(LightningCLI):
     def after_fit(self) -> None:
         if not self.config_init["fit"].get("test_after_fit") or self.trainer.interrupted:
             return
-        best = self.trainer.checkpoint_callback.best_model_path if self.trainer.checkpoint_callback else ""
+        best = getattr(self.trainer.checkpoint_callback, "best_model_path", "")
         self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best or None, weights_only=False)
 
 

@@ -50,15 +50,16 @@ class Postprocessing:
 
 def build_inferer(roi_size: Sequence[int], config: Inference, slice_axis: int | None = None) -> Inferer:
     """MONAI sliding-window inferer; slice by slice with a 2D window when ``slice_axis`` is set."""
-    kwargs = {
-        "roi_size": tuple(roi_size),
-        "sw_batch_size": config.sw_batch_size,
-        "overlap": config.overlap,
-        "mode": config.blend,
-    }
+    roi = tuple(roi_size)
     if slice_axis is not None:
-        return SliceInferer(spatial_dim=slice_axis, **kwargs)
-    return SlidingWindowInferer(**kwargs)
+        return SliceInferer(
+            spatial_dim=slice_axis,
+            roi_size=roi,
+            sw_batch_size=config.sw_batch_size,
+            overlap=config.overlap,
+            mode=config.blend,
+        )
+    return SlidingWindowInferer(roi, sw_batch_size=config.sw_batch_size, overlap=config.overlap, mode=config.blend)
 
 
 def predict_probabilities(net: nn.Module, image: Tensor, inferer: Inferer, mirror_axes: Sequence[int] = ()) -> Tensor:
@@ -68,7 +69,7 @@ def predict_probabilities(net: nn.Module, image: Tensor, inferer: Inferer, mirro
     for axes in flips:
         dims = [a + 2 for a in axes]
         x = torch.flip(image, dims) if dims else image
-        probs = torch.softmax(inferer(x, net), dim=1)  # type: ignore[operator]
+        probs = torch.softmax(torch.as_tensor(inferer(x, net)), dim=1)
         probs = torch.flip(probs, dims) if dims else probs
         total = probs if total is None else total + probs
     assert total is not None
@@ -86,10 +87,14 @@ def to_labels(probs: Tensor, config: Postprocessing) -> Tensor:
     num_classes = probs.shape[0]
     onehot = one_hot(labels[None], num_classes)[0]
     if config.min_size > 0:
-        onehot[1:] = RemoveSmallObjects(min_size=config.min_size, independent_channels=True)(onehot[1:])
+        onehot[1:] = torch.as_tensor(
+            RemoveSmallObjects(min_size=config.min_size, independent_channels=True)(onehot[1:])
+        )
     if config.keep_largest:
-        onehot = KeepLargestConnectedComponent(
-            applied_labels=list(range(1, num_classes)), is_onehot=True, independent=True
-        )(onehot)
+        onehot = torch.as_tensor(
+            KeepLargestConnectedComponent(applied_labels=list(range(1, num_classes)), is_onehot=True, independent=True)(
+                onehot
+            )
+        )
     onehot[0] = onehot[1:].sum(0) == 0
     return torch.as_tensor(onehot).argmax(0, keepdim=True)

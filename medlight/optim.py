@@ -30,4 +30,4 @@ class PolyLR(LRScheduler):
     def get_lr(self) -> list[float]:  # type: ignore[override]
         total = self.total_steps or 1
         factor = max(0.0, 1.0 - self.last_epoch / total) ** self.power if self.total_steps else 1.0
-        return [base_lr * factor for base_lr in self.base_lrs]
+        return [float(base_lr) * factor for base_lr in self.base_lrs]

@@ -57,7 +57,7 @@ class ResumableCSVLogger(CSVLogger):
         if self._experiment is None:
             self._fs.makedirs(self.root_dir, exist_ok=True)
             self._experiment = _AppendingWriter(log_dir=self.log_dir)
-        return self._experiment
+        return self._experiment  # type: ignore[return-value]
 
 
 def build_loggers(run_dir: Path, tracking: Tracking) -> list[Logger]:
@@ -85,7 +85,7 @@ def _wandb_logger(run_dir: Path, tracking: Tracking, offline: bool) -> Logger | 
     run_dir.mkdir(parents=True, exist_ok=True)
     id_file = run_dir / "wandb_run_id.txt"  # a resumed run continues the same dashboard run
     run_id = id_file.read_text().strip() if id_file.is_file() else uuid.uuid4().hex[:12]
-    if rank_zero_only.rank == 0 and not id_file.is_file():
+    if getattr(rank_zero_only, "rank", 0) == 0 and not id_file.is_file():
         id_file.write_text(run_id + "\n")
     try:
         logger = WandbLogger(

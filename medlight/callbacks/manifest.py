@@ -81,7 +81,7 @@ class RunManifest(Callback):
             self.manifest["stages"].append(stage)
             (run_dir / "manifest.json").write_text(json.dumps(self.manifest, indent=1, default=str) + "\n")
             return
-        datamodule = trainer.datamodule
+        datamodule = getattr(trainer, "datamodule", None)
         splits = getattr(datamodule, "splits", None)
         manifest = {
             "stages": [stage],

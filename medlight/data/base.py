@@ -87,7 +87,7 @@ class MedlightDataModule(LightningDataModule):
     ) -> DataLoader:
         """Training loader: seeded per-epoch order and per-draw augmentation seeds, resumable mid-epoch."""
         batch_size = batch_size or self.batch_size
-        sampler = EpochSampler(base, seed=self.seed, rank=self.rank)  # type: ignore[arg-type]
+        sampler = EpochSampler(base, seed=self.seed, rank=self.rank)
         if self._resume.get("batches_per_epoch"):
             epoch, done = divmod(self._resume["batches_total"], self._resume["batches_per_epoch"])
             sampler.resume_at(epoch, done * batch_size)
@@ -105,7 +105,7 @@ class MedlightDataModule(LightningDataModule):
 
     def eval_loader(self, data: Dataset, collate_fn: Callable = list_data_collate) -> DataLoader:
         """One case per batch, in order; a DistributedSampler of one replica so Lightning never re-shards it."""
-        sampler = DistributedSampler(data, num_replicas=1, rank=0, shuffle=False)  # type: ignore[arg-type]
+        sampler: DistributedSampler = DistributedSampler(data, num_replicas=1, rank=0, shuffle=False)
         return DataLoader(data, batch_size=1, sampler=sampler, num_workers=self.num_workers, collate_fn=collate_fn)
 
     # -- resumption ----------------------------------------------------------------------------------
@@ -118,7 +118,7 @@ class MedlightDataModule(LightningDataModule):
         trainer = self.trainer
         if trainer is None or trainer.state.fn != TrainerFn.FITTING:
             return {}
-        total = trainer.fit_loop.epoch_loop.batch_progress.total.processed
+        total = trainer.fit_loop.epoch_loop.batch_progress.total.processed  # type: ignore[attr-defined]
         return {"batches_total": int(total), "batches_per_epoch": int(trainer.num_training_batches)}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:

@@ -44,7 +44,7 @@ def read_volume(path: Path) -> Volume:
         if ending in IMAGE_2D_ENDINGS:
             with Image.open(path) as img:
                 return Volume(np.asarray(img), (1.0, 1.0), None)
-        img = nib.load(str(path))
+        img = nib.load(str(path))  # type: ignore[assignment]
         if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
             raise UnreadableFile(f"not a NIfTI file (nibabel read it as {type(img).__name__})")
         array = np.asanyarray(img.dataobj)

@@ -9,7 +9,7 @@ and continues with exactly the batches an uninterrupted run would have seen.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sized
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -36,8 +36,8 @@ class EpochSampler(DistributedSampler):
         shuffle: permute each epoch (else sequential order).
     """
 
-    def __init__(self, data: Sized, seed: int = 0, rank: int = 0, shuffle: bool = True) -> None:
-        super().__init__(data, num_replicas=1, rank=0, shuffle=shuffle, seed=seed, drop_last=False)  # type: ignore[arg-type]
+    def __init__(self, data: Dataset, seed: int = 0, rank: int = 0, shuffle: bool = True) -> None:
+        super().__init__(data, num_replicas=1, rank=0, shuffle=shuffle, seed=seed, drop_last=False)
         self.process_rank = rank
         self._resume: tuple[int, int] | None = None
 
@@ -45,7 +45,7 @@ class EpochSampler(DistributedSampler):
         """When iterating epoch ``epoch``, skip its first ``draws`` items (they were trained before)."""
         self._resume = (epoch, draws)
 
-    def __iter__(self) -> Iterator[tuple[int, int]]:  # type: ignore[override]
+    def __iter__(self) -> Iterator[tuple[int, int]]:
         n = len(self.dataset)  # type: ignore[arg-type]
         if self.shuffle:
             order = torch.randperm(n, generator=torch.Generator().manual_seed(draw_seed(self.seed, self.epoch)))

@@ -111,11 +111,14 @@ def load_and_preprocess(
     reader = PILReader(converter=_to_grayscale_if_label) if spatial_dims == 2 else None
     out: list[MapTransform] = [
         LoadImaged(
-            IMAGE, ensure_channel_first=True, image_only=True, reader=PILReader() if spatial_dims == 2 else None
+            IMAGE,
+            ensure_channel_first=True,
+            image_only=True,
+            reader=PILReader() if spatial_dims == 2 else None,  # type: ignore[arg-type]
         ),
     ]
     if with_label:
-        out.append(LoadImaged(LABEL, ensure_channel_first=True, image_only=True, reader=reader))
+        out.append(LoadImaged(LABEL, ensure_channel_first=True, image_only=True, reader=reader))  # type: ignore[arg-type]
         if prep.label_map:
             orig, target = zip(*sorted(prep.label_map.items()))
             out.append(MapLabelValued(LABEL, list(orig), list(target)))

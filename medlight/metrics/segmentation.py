@@ -82,9 +82,12 @@ class PerCaseMetrics(Metric):
         self.add_state("case_index", default=[], dist_reduce_fx="cat")
         self.add_state("values", default=[], dist_reduce_fx="cat")
 
-    def update(self, case_index: Tensor, values: Tensor) -> None:  # type: ignore[override]
-        self.case_index.append(case_index.reshape(-1).long())  # type: ignore[union-attr]
-        self.values.append(values.reshape(1, *values.shape[-2:]).float())  # type: ignore[union-attr]
+    case_index: list[Tensor]
+    values: list[Tensor]
+
+    def update(self, case_index: Tensor, values: Tensor) -> None:
+        self.case_index.append(case_index.reshape(-1).long())
+        self.values.append(values.reshape(1, *values.shape[-2:]).float())
 
     def compute(self) -> tuple[Tensor, Tensor]:
         index = _cat(self.case_index)

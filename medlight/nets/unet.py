@@ -118,7 +118,7 @@ class EncoderDecoderUNet(nn.Module):
             gated = self.gates[i](g=x, x=skip) if not isinstance(self.gates[i], nn.Identity) else skip
             x = self.decoder[i](torch.cat([gated, x], dim=1))
         x = self.final_up(x)
-        return x[(..., *(slice(0, s) for s in size))]
+        return x[(..., *(slice(0, int(s)) for s in size))]  # type: ignore[index]
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.forward_features(x))

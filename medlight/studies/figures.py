@@ -39,7 +39,7 @@ def learning_curves(runs: pd.DataFrame, metric: str, variants: list[str], out: P
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     drawn = False
     for variant in variants:
-        curves = {"val": [], "train": []}
+        curves: dict[str, list[pd.Series]] = {"val": [], "train": []}
         for folder in runs.loc[runs["variant"] == variant, "folder"]:
             log = Path(folder) / "metrics.csv"
             if not log.is_file():
@@ -99,17 +99,17 @@ def overlays(
     cols = 2 + len(first_runs)
     fig, axes = plt.subplots(len(picks), cols, figsize=(2.2 * cols, 2.4 * len(picks)), squeeze=False)
     for row, case_id in zip(axes, picks):
-        image_path, label_path = sources.get(case_id, (None, None))
-        if image_path is None:
+        if case_id not in sources:
             continue
-        image = np.asanyarray(nib.load(str(image_path)).dataobj).astype(np.float32)
+        image_path, label_path = sources[case_id]
+        image = _read(image_path).astype(np.float32)
         image = image[..., 0] if image.ndim == 4 else image
-        label = np.asanyarray(nib.load(str(label_path)).dataobj)
+        label = _read(label_path)
         z = int(np.argmax((label > 0).sum(axis=(0, 1)))) if label.ndim == 3 else None
         panels = [("image", None), ("ground truth", label)]
         for variant, folder in first_runs.items():
             pred_file = folder / "predictions" / f"{case_id}.nii.gz"
-            panels.append((variant, np.asanyarray(nib.load(str(pred_file)).dataobj) if pred_file.is_file() else None))
+            panels.append((variant, _read(pred_file) if pred_file.is_file() else None))
         for ax, (title, mask) in zip(row, panels):
             ax.imshow(_slice(image, z).T, cmap="gray", origin="lower")
             if mask is not None:  # the same colour for the same label in every panel
@@ -129,6 +129,10 @@ def overlays(
     fig.savefig(out, dpi=120)
     plt.close(fig)
     return out
+
+
+def _read(path: Path) -> np.ndarray:
+    return np.asanyarray(nib.load(str(path)).dataobj)  # type: ignore[attr-defined]
 
 
 def _slice(volume: np.ndarray, z: int | None) -> np.ndarray:

@@ -6,6 +6,7 @@ import html
 import json
 import shlex
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -61,7 +62,7 @@ def make_report(
     return out / "report.md"
 
 
-def _sections(study, budget, collected, summary, detail, tests, best, figs) -> list[tuple[str, object]]:
+def _sections(study, budget, collected, summary, detail, tests, best, figs) -> list[tuple[str, Any]]:
     runs = collected.runs
     total_h = runs["wall_seconds"].sum() / 3600
     manifest = _first_manifest(runs)
@@ -79,7 +80,7 @@ def _sections(study, budget, collected, summary, detail, tests, best, figs) -> l
             f"MONAI {pk.get('monai')}, Lightning {pk.get('lightning')}; commit "
             f"{(manifest.get('git') or {}).get('commit')}"
         )
-    out: list[tuple[str, object]] = [("facts", facts)]
+    out: list[tuple[str, Any]] = [("facts", facts)]
     out.append(("Results: mean ± std over runs (each run: mean over its test cases)", summary))
     if not detail.empty:
         out.append(("Per class", detail))
@@ -135,7 +136,7 @@ def _first_manifest(runs: pd.DataFrame) -> dict | None:
     return None
 
 
-def _markdown(study: Study, sections: list[tuple[str, object]]) -> str:
+def _markdown(study: Study, sections: list[tuple[str, Any]]) -> str:
     lines = [f"# Study: {study.name}", "", study.description, ""]
     for title, body in sections:
         if title != "facts":
@@ -149,7 +150,7 @@ def _markdown(study: Study, sections: list[tuple[str, object]]) -> str:
     return "\n".join(lines)
 
 
-def _html(study: Study, sections: list[tuple[str, object]]) -> str:
+def _html(study: Study, sections: list[tuple[str, Any]]) -> str:
     parts = [
         f"<html><head><meta charset='utf-8'><title>{html.escape(study.name)}</title>"
         "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}table{border-collapse:collapse}"
@@ -177,7 +178,7 @@ def _has_tabulate() -> bool:
 
 
 def _to_wandb(
-    study: Study, budget: str, cases: pd.DataFrame, summary: pd.DataFrame, figs: dict, mode: str, out: Path
+    study: Study, budget: str, cases: pd.DataFrame, summary: pd.DataFrame, figs: dict, mode: Any, out: Path
 ) -> None:
     try:
         import wandb

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -123,7 +124,7 @@ def paired_tests(cases: pd.DataFrame, metrics: list[str], variants: list[str], b
         if baseline not in per_case.index.get_level_values(0):
             break
         base = per_case.loc[baseline][metric]
-        metric_rows = []
+        metric_rows: list[dict[str, Any]] = []
         for variant in variants:
             if variant == baseline or variant not in per_case.index.get_level_values(0):
                 continue

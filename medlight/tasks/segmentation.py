@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
@@ -69,7 +69,7 @@ class SegmentationTask(MedlightTask):
 
     # -- set-up: learn the data's shape and check the network fits it -------------------------------------
     def setup(self, stage: str) -> None:
-        datamodule = self.trainer.datamodule
+        datamodule = self.datamodule_
         if not hasattr(datamodule, "spec"):
             raise ConfigError(f"{type(self).__name__} needs a segmentation data module with a `spec`")
         self.spec = datamodule.spec
@@ -94,6 +94,11 @@ class SegmentationTask(MedlightTask):
                 f"(1, {expected}, *{tuple(spec.patch_size)}): {expected} classes "
                 f"(background + {', '.join(spec.class_names)}). Set the network's out_channels."
             )
+
+    @property
+    def datamodule_(self) -> Any:
+        """The trainer's data module (the segmentation data module: spec, case ids, geometry inversion)."""
+        return getattr(self.trainer, "datamodule", None)
 
     @property
     def num_classes(self) -> int:
@@ -134,7 +139,7 @@ class SegmentationTask(MedlightTask):
 
     def _to_source(self, batch: dict, probs: Tensor, stage: str) -> tuple[Tensor, MetaTensor]:
         """Map (1, C, *spatial) probabilities to the source image's geometry and turn them into labels."""
-        datamodule = self.trainer.datamodule
+        datamodule = self.datamodule_
         source = datamodule.to_source_geometry(probs[0].cpu(), batch[IMAGE][0].cpu(), datamodule.transform_for(stage))
         labels = to_labels(torch.as_tensor(source), self.postprocessing)
         return labels, MetaTensor(labels.to(torch.uint8), meta=source.meta)
@@ -181,7 +186,7 @@ class SegmentationTask(MedlightTask):
 
     @rank_zero_only
     def _write_rows(self, stage: str, index: Tensor, values: Tensor, summary: dict | None = None) -> None:
-        case_ids = self.trainer.datamodule.case_ids
+        case_ids = self.datamodule_.case_ids
         rows = per_case_rows([case_ids[int(i)] for i in index], values, self.spec.class_names)  # type: ignore[union-attr]
         out = self.run_dir / "metrics"
         write_table(rows, out / f"{stage}_per_case.csv")
