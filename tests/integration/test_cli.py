@@ -115,3 +115,19 @@ def test_check_data_exit_codes_and_report(tmp_path: Path) -> None:
 def test_usage_for_unknown_commands() -> None:
     assert run_cli(["frobnicate"]) == 2
     assert run_cli(["--help"]) == 0
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        (["--model.init_args.net.init_args.out_channels", "5"], "Set the network's out_channels"),
+        (["--model.init_args.net.init_args.in_channels", "2"], "cannot take a 1-channel"),
+    ],
+)
+def test_a_network_that_does_not_fit_the_data_is_refused(
+    fitted, tmp_path: Path, capsys, override: list[str], message: str
+) -> None:
+    dataset, _ = fitted
+    assert run_cli(tiny_fit_args(dataset, tmp_path / "run", *override)) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "run" / "checkpoints").exists()
