@@ -121,14 +121,13 @@ def main() -> None:
     initial = ResUNet(3, 1, 3, channels=(16, 32, 64, 128), strides=(2, 2, 2, 1))
     rows, equal = [], []
     for repeat in range(args.repeats):
-        loops = (("plain", lambda n: plain_loop(n, batches)), ("medlight", lambda n: medlight_loop(n, batches, patch)))
-        for name, run in loops:
-            times, trained = run(copy.deepcopy(initial))
+        loops = [("plain", lambda n: plain_loop(n, batches)), ("medlight", lambda n: medlight_loop(n, batches, patch))]
+        trained_by = {}
+        for name, run in loops[:: 1 if repeat % 2 == 0 else -1]:  # alternate the order: no warm-cache advantage
+            times, trained_by[name] = run(copy.deepcopy(initial))
             rows.append({"repeat": repeat, "loop": name, "median_s": median(times[args.warmup :])})
-            if name == "plain":
-                reference = trained.state_dict()
-            else:
-                equal.append(all(torch.equal(v, trained.state_dict()[k]) for k, v in reference.items()))
+        reference = trained_by["plain"].state_dict()
+        equal.append(all(torch.equal(v, trained_by["medlight"].state_dict()[k]) for k, v in reference.items()))
     plain = median([r["median_s"] for r in rows if r["loop"] == "plain"])
     ours = median([r["median_s"] for r in rows if r["loop"] == "medlight"])
     print(header("Framework overhead per training step (3D Res-UNet, batch 4 x 32x48x32, AdamW, Dice+CE)"))
