@@ -92,7 +92,7 @@ class AttentionBranchNetwork(nn.Module):
         # a ResNet state dict: its modules are shared with self.features/self.perception, so load it there
         target: nn.Module = resnet if any(k.startswith("layer1.") for k in state) else self
         own = target.state_dict()
-        usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-        if not usable:
+        usable = {k: v for k, v in state.items() if k in own and v.dim() > 0 and own[k].shape == v.shape}
+        if not any(v.dim() >= 2 for v in usable.values()):  # a matching bias alone is no backbone
             raise ConfigError(f"{file}: no tensor matches a 2D ResNet-18 of this width and input channels")
         target.load_state_dict(usable, strict=False)
