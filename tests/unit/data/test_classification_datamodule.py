@@ -48,7 +48,7 @@ def test_volume_slices_hemispheres_and_label_rule(tmp_path: Path) -> None:
         assert item["image"].shape == (2, 8, 12) and item["mask"].shape == (1, 8, 12) and item["has_mask"]
         positive = item["unit"].endswith("_A") and item["slice_index"] in (2, 3)  # the tumour is at x 3..6 < 8
         assert item["label"] == int(positive)
-        assert 0 <= float(item["mask"].min()) and float(item["mask"].max()) <= 1
+        assert float(item["mask"].min()) >= 0 and float(item["mask"].max()) <= 1
     # inside the brain mask each channel is z-scored over the whole volume
     brain = [it for it in dm.items if it["unit"] == "pat0_A"]
     assert abs(float(torch.stack([it["image"] for it in brain]).mean())) < 1.0
