@@ -44,7 +44,7 @@ class AttentionBranchNetwork(nn.Module):
 
     def __init__(self, in_channels: int = 1, num_classes: int = 2, width: int = 64, pretrained: str | None = None):
         super().__init__()
-        self.num_classes = num_classes
+        self.in_channels, self.num_classes = in_channels, num_classes
         resnet = ResNet(
             "basic", [2, 2, 2, 2], [width, 2 * width, 4 * width, 8 * width], spatial_dims=2,
             n_input_channels=in_channels, conv1_t_size=7, conv1_t_stride=2, num_classes=num_classes,

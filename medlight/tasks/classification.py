@@ -79,6 +79,11 @@ class ABNClassificationTask(MedlightTask):
         classes = len(getattr(datamodule, "class_names", []) or [])
         if classes and getattr(self.net, "num_classes", classes) != classes:
             raise ConfigError(f"the network has {self.net.num_classes} classes, the data {classes}: set num_classes")
+        channels = getattr(datamodule, "in_channels", None)
+        if channels is not None and getattr(self.net, "in_channels", channels) != channels:
+            raise ConfigError(
+                f"the network takes {self.net.in_channels} channel(s), the data has {channels}: set in_channels"
+            )
         if classes and not 0 <= self.positive_class < classes:
             raise ConfigError(f"positive_class {self.positive_class} is not a class index (0..{classes - 1})")
 
