@@ -231,7 +231,7 @@ class ClassificationDataModule(MedlightDataModule):
     def stage_items(self, stage: str) -> list[dict]:
         ids = set(self.stage_ids(stage))
         share = self.train_share if stage == "train" else self.eval_share
-        units = share(sorted(ids))
+        units = share(sorted(ids))  # type: ignore[arg-type]  # the shares work on any items, here unit ids
         return [it for it in self.items if it["unit"] in set(units)]
 
     def train_dataloader(self) -> DataLoader:

@@ -96,13 +96,12 @@ class SlicePredictions(Metric):
         for name in ("probs", "labels", "patients", "slices"):
             self.add_state(name, default=[], dist_reduce_fx="cat")
 
-    def update(self, probs: Tensor, labels: Tensor, patients: Tensor, slices: Tensor) -> None:  # type: ignore[override]
-        self.probs.append(probs.detach().float())  # type: ignore[attr-defined]
-        self.labels.append(labels.long())  # type: ignore[attr-defined]
-        self.patients.append(patients.long())  # type: ignore[attr-defined]
-        self.slices.append(slices.long())  # type: ignore[attr-defined]
+    def update(self, probs: Tensor, labels: Tensor, patients: Tensor, slices: Tensor) -> None:
+        values = {"probs": probs.detach().float(), "labels": labels, "patients": patients, "slices": slices}
+        for name, value in values.items():
+            getattr(self, name).append(value if name == "probs" else value.long())
 
-    def compute(self) -> dict[str, Tensor]:  # type: ignore[override]
+    def compute(self) -> dict[str, Tensor]:
         def cat(x: list[Tensor] | Tensor) -> Tensor:
             if isinstance(x, list):
                 return torch.cat(x) if x else torch.zeros(0)

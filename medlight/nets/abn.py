@@ -52,6 +52,7 @@ class AttentionBranchNetwork(nn.Module):
         self.features = nn.Sequential(
             resnet.conv1, resnet.bn1, resnet.act, resnet.maxpool, resnet.layer1, resnet.layer2, resnet.layer3
         )
+        assert resnet.fc is not None  # feed_forward=True (the default) builds it
         self.perception = nn.Sequential(resnet.layer4, nn.AdaptiveAvgPool2d(1), nn.Flatten(), resnet.fc)
         c_in, c_out = 4 * width, 8 * width
         shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, bias=False), nn.BatchNorm2d(c_out))
