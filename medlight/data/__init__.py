@@ -1,6 +1,16 @@
 """Datasets on disk -> checked, split, transformed, cached batches."""
 
+from medlight.data.classification import ClassificationDataModule, SliceAugmentation
 from medlight.data.segmentation import SegmentationDataModule, SegmentationSpec
+from medlight.data.slices import VolumeSlices
 from medlight.data.transforms import Augmentation, Preprocessing
 
-__all__ = ["Augmentation", "Preprocessing", "SegmentationDataModule", "SegmentationSpec"]
+__all__ = [
+    "ClassificationDataModule",
+    "SliceAugmentation",
+    "VolumeSlices",
+    "Augmentation",
+    "Preprocessing",
+    "SegmentationDataModule",
+    "SegmentationSpec",
+]

@@ -1,5 +1,6 @@
 """Plain ``nn.Module`` networks (no Lightning here): a new architecture is one file plus a config."""
 
+from medlight.nets.abn import ABNOutput, AttentionBranchNetwork
 from medlight.nets.unet import AttentionResUNet, EncoderDecoderUNet, ResUNet, UNet
 
-__all__ = ["AttentionResUNet", "EncoderDecoderUNet", "ResUNet", "UNet"]
+__all__ = ["ABNOutput", "AttentionBranchNetwork", "AttentionResUNet", "EncoderDecoderUNet", "ResUNet", "UNet"]

@@ -1,0 +1,112 @@
+"""Slice- and patient-level classification metrics, and a torchmetrics store of slice predictions.
+
+One class (``positive``) is the condition to detect; sensitivity and specificity are one-vs-rest for it.
+A metric that is undefined on the given data (no positive, or no negative, case) is NaN, never 0 or 1:
+a patient-level specificity over patients who all have the condition does not exist.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+from torchmetrics import Metric
+from torchmetrics.functional.classification import binary_auroc
+
+
+def binary_rates(prediction: Tensor, target: Tensor) -> dict[str, float]:
+    """Accuracy, sensitivity and specificity of 0/1 predictions against 0/1 targets (NaN where undefined)."""
+    prediction, target = prediction.long().flatten(), target.long().flatten()
+    tp = int(((prediction == 1) & (target == 1)).sum())
+    tn = int(((prediction == 0) & (target == 0)).sum())
+    pos, neg = int((target == 1).sum()), int((target == 0).sum())
+    return {
+        "accuracy": (tp + tn) / (pos + neg) if pos + neg else math.nan,
+        "sensitivity": tp / pos if pos else math.nan,
+        "specificity": tn / neg if neg else math.nan,
+    }
+
+
+def auc(score: Tensor, target: Tensor) -> float:
+    """Area under the ROC curve of scores for 0/1 targets (NaN when only one class is present)."""
+    target = target.long().flatten()
+    if target.numel() == 0 or bool((target == target[0]).all()):
+        return math.nan
+    return float(binary_auroc(score.float().flatten(), target))
+
+
+def classification_metrics(probs: Tensor, labels: Tensor, positive: int = 1) -> dict[str, float]:
+    """Accuracy (argmax over all classes), sensitivity, specificity and AUC for the positive class.
+
+    Args:
+        probs: (N, classes) class probabilities.
+        labels: (N,) class indices.
+        positive: the class to detect.
+    """
+    out = binary_rates(probs.argmax(1) == positive, labels == positive)
+    out["accuracy"] = float((probs.argmax(1) == labels).float().mean()) if len(labels) else math.nan
+    out["auc"] = auc(probs[:, positive], labels == positive)
+    return out
+
+
+def patient_probabilities(probs: Tensor, patient: Tensor) -> tuple[Tensor, Tensor]:
+    """Mean softmax over each patient's slices.
+
+    Args:
+        probs: (N, classes) slice probabilities.
+        patient: (N,) patient index of each slice.
+
+    Returns:
+        The sorted unique patient indices (P,) and their mean probabilities (P, classes).
+    """
+    patients, inverse = torch.unique(patient, sorted=True, return_inverse=True)
+    sums = torch.zeros(len(patients), probs.shape[1], dtype=probs.dtype).index_add_(0, inverse, probs)
+    counts = torch.bincount(inverse, minlength=len(patients)).to(probs.dtype)
+    return patients, sums / counts[:, None]
+
+
+def patient_diagnosis(mean_probs: Tensor, positive: int = 1, threshold: float | None = None) -> Tensor:
+    """Patient classes from mean probabilities: argmax, or ``positive`` where its probability > threshold."""
+    if threshold is None:
+        return mean_probs.argmax(1)
+    rest = mean_probs.clone()
+    rest[:, positive] = -1.0
+    return torch.where(mean_probs[:, positive] > threshold, positive, rest.argmax(1))
+
+
+def patient_metrics(
+    mean_probs: Tensor, labels: Tensor, positive: int = 1, threshold: float | None = None
+) -> dict[str, float]:
+    """Accuracy, sensitivity, specificity and AUC of patient diagnoses (see :func:`patient_diagnosis`)."""
+    diagnosis = patient_diagnosis(mean_probs, positive, threshold)
+    out = binary_rates(diagnosis == positive, labels == positive)
+    out["accuracy"] = float((diagnosis == labels).float().mean()) if len(labels) else math.nan
+    out["auc"] = auc(mean_probs[:, positive], labels == positive)
+    return out
+
+
+class SlicePredictions(Metric):
+    """Collects slice probabilities, labels, patient and slice indices; under DDP, from every process."""
+
+    full_state_update = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        for name in ("probs", "labels", "patients", "slices"):
+            self.add_state(name, default=[], dist_reduce_fx="cat")
+
+    def update(self, probs: Tensor, labels: Tensor, patients: Tensor, slices: Tensor) -> None:
+        values = {"probs": probs.detach().float(), "labels": labels, "patients": patients, "slices": slices}
+        for name, value in values.items():
+            getattr(self, name).append(value if name == "probs" else value.long())
+
+    def compute(self) -> dict[str, Tensor]:
+        def cat(x: list[Tensor] | Tensor) -> Tensor:
+            if isinstance(x, list):
+                return torch.cat(x) if x else torch.zeros(0)
+            return x
+
+        states = {n: cat(getattr(self, n)) for n in ("probs", "labels", "patients", "slices")}
+        order = torch.argsort(states["patients"] * (1 << 20) + states["slices"])  # a fixed order for the tables
+        return {n: v[order].cpu() for n, v in states.items()}

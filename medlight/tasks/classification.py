@@ -1,0 +1,232 @@
+"""Slice classification with an Attention Branch Network and a (dynamic) attention-map loss schedule."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any, Literal
+
+import torch
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.utilities import rank_zero_only
+from torch import Tensor, nn
+
+from medlight.errors import ConfigError
+from medlight.losses.abn import AttentionLossSchedule, abn_loss
+from medlight.metrics.classification import (
+    SlicePredictions,
+    classification_metrics,
+    patient_diagnosis,
+    patient_metrics,
+    patient_probabilities,
+)
+from medlight.overlays import save_overlays
+from medlight.reporting import write_table
+from medlight.tasks.base import MedlightTask, default_optimizer
+
+
+class ABNClassificationTask(MedlightTask):
+    """Train and evaluate an Attention Branch Network on 2D slices.
+
+    The prediction is the perception branch's softmax. Slice metrics pool every evaluated slice; patient
+    metrics diagnose each patient from the mean softmax over its slices. At test, rank 0 writes
+    ``metrics/test_per_case.csv`` (one row per patient), ``metrics/test_slices.csv`` (one row per slice),
+    ``metrics/test_summary.json`` and ``attention/test_overlays.png`` (attention maps of a few slices per class).
+
+    Args:
+        net: a network returning (attention logits, perception logits, attention map), e.g.
+            :class:`medlight.nets.AttentionBranchNetwork`.
+        schedule: weighting of the attention-map loss (conventional or dynamic).
+        positive_class: the class whose sensitivity, specificity and AUC are reported.
+        patient_threshold: a patient is diagnosed ``positive_class`` when its mean probability exceeds
+            this; None: argmax of the mean softmax.
+        overlays_per_class: slices per class drawn in the attention overlays at test.
+        optimizer: optimizer factory.
+        scheduler: scheduler factory.
+        scheduler_interval: ``step`` or ``epoch``.
+        nonfinite_loss: ``skip`` or ``stop`` on a NaN/Inf loss.
+        max_nonfinite_steps: consecutive skipped steps before stopping anyway.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        schedule: AttentionLossSchedule = AttentionLossSchedule(),
+        positive_class: int = 1,
+        patient_threshold: float | None = None,
+        overlays_per_class: int = 3,
+        optimizer: OptimizerCallable = default_optimizer,
+        scheduler: LRSchedulerCallable | None = None,
+        scheduler_interval: Literal["step", "epoch"] = "step",
+        nonfinite_loss: Literal["skip", "stop"] = "skip",
+        max_nonfinite_steps: int = 10,
+    ) -> None:
+        super().__init__(optimizer, scheduler, scheduler_interval, nonfinite_loss, max_nonfinite_steps)
+        self.save_hyperparameters(ignore=["net", "schedule", "optimizer", "scheduler"])
+        self.net = net
+        self.schedule = schedule
+        self.positive_class = positive_class
+        self.patient_threshold = patient_threshold
+        self.overlays_per_class = overlays_per_class
+        self.alpha: float | None = None
+        self.val_store = SlicePredictions()
+        self.test_store = SlicePredictions()
+        self._panels: dict[int, list[dict]] = {}
+
+    def setup(self, stage: str) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        classes = len(getattr(datamodule, "class_names", []) or [])
+        if classes and getattr(self.net, "num_classes", classes) != classes:
+            raise ConfigError(f"the network has {self.net.num_classes} classes, the data {classes}: set num_classes")
+        channels = getattr(datamodule, "in_channels", None)
+        if channels is not None and getattr(self.net, "in_channels", channels) != channels:
+            raise ConfigError(
+                f"the network takes {self.net.in_channels} channel(s), the data has {channels}: set in_channels"
+            )
+        if classes and not 0 <= self.positive_class < classes:
+            raise ConfigError(f"positive_class {self.positive_class} is not a class index (0..{classes - 1})")
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Class probabilities of the perception branch."""
+        return torch.softmax(self.net(x)[1], dim=1)
+
+    # -- training --------------------------------------------------------------------------------------
+    def training_progress(self) -> float:
+        """Fraction of training done at the start of this epoch (by epochs, else by steps)."""
+        trainer = self.trainer
+        if trainer.max_epochs is not None and trainer.max_epochs > 0:
+            return self.current_epoch / trainer.max_epochs
+        return self.global_step / max(1, trainer.max_steps)
+
+    def on_train_epoch_start(self) -> None:
+        self.alpha = self.schedule.alpha(self.training_progress())
+        if self.alpha is not None:
+            self.log("train/alpha", self.alpha, on_step=False, on_epoch=True)
+
+    def training_step(self, batch: dict, batch_idx: int) -> Tensor:
+        att_logits, per_logits, att_map = self.net(batch["image"])
+        terms = abn_loss(
+            att_logits, per_logits, att_map, batch["label"], self.schedule, self.alpha, batch["mask"], batch["has_mask"]
+        )
+        loss = self.guard_loss(terms["loss"])
+        size = batch["image"].shape[0]
+        self.log("train/loss", loss, prog_bar=True, batch_size=size)
+        self.log_dict({f"train/l_{k}": v for k, v in terms.items() if k != "loss"}, batch_size=size)
+        return loss
+
+    # -- evaluation ------------------------------------------------------------------------------------
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        probs = self(batch["image"])
+        self.val_store.update(probs, batch["label"], batch["case_index"], batch["slice_index"])
+
+    def on_validation_epoch_end(self) -> None:
+        state = self.val_store.compute()
+        self.val_store.reset()
+        if self.trainer.sanity_checking or len(state["labels"]) == 0:
+            return
+        summary = self._summarise(state)
+        self.log_dict({f"val/{k}": v for k, v in summary.items() if not math.isnan(v)}, sync_dist=False)
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        att_logits, per_logits, att_map = self.net(batch["image"])
+        probs = torch.softmax(per_logits, dim=1)
+        self.test_store.update(probs, batch["label"], batch["case_index"], batch["slice_index"])
+        self._keep_panels(batch, probs, att_map)
+
+    def on_test_epoch_end(self) -> None:
+        state = self.test_store.compute()
+        self.test_store.reset()
+        summary = self._summarise(state)
+        self.log_dict({f"test/{k}": v for k, v in summary.items() if not math.isnan(v)}, sync_dist=False)
+        self._write_outputs(state, summary)
+        self._panels = {}
+
+    def _summarise(self, state: dict[str, Tensor]) -> dict[str, float]:
+        """Slice metrics (``slice_*``) and patient metrics (``patient_*``) of collected predictions."""
+        probs, labels, patients = state["probs"], state["labels"], state["patients"]
+        slices = classification_metrics(probs, labels, self.positive_class)
+        ids, mean_probs = patient_probabilities(probs, patients)
+        truth = torch.stack([_patient_label(labels[patients == p], self.positive_class) for p in ids])
+        per_patient = patient_metrics(mean_probs, truth, self.positive_class, self.patient_threshold)
+        return {
+            **{f"slice_{k}": v for k, v in slices.items()},
+            **{f"patient_{k}": v for k, v in per_patient.items()},
+        }
+
+    # -- outputs --------------------------------------------------------------------------------------
+    def _keep_panels(self, batch: dict, probs: Tensor, att_map: Tensor) -> None:
+        for i, label in enumerate(batch["label"].tolist()):
+            panels = self._panels.setdefault(label, [])
+            if len(panels) < self.overlays_per_class:
+                title = (
+                    f"{batch['unit'][i]} slice {int(batch['slice_index'][i])}: class {label}, p={probs[i, label]:.2f}"
+                )
+                panels.append(
+                    {"image": batch["image"][i].detach().cpu(), "map": att_map[i].detach().cpu(), "title": title}
+                )
+
+    @rank_zero_only
+    def _write_outputs(self, state: dict[str, Tensor], summary: dict[str, float]) -> None:
+        datamodule: Any = self.trainer.datamodule  # type: ignore[attr-defined]
+        names, ids = datamodule.class_names, datamodule.case_ids
+        out = self.run_dir / "metrics"
+        write_table(
+            _patient_rows(state, ids, names, self.positive_class, self.patient_threshold), out / "test_per_case.csv"
+        )
+        write_table(_slice_rows(state, ids), out / "test_slices.csv")
+        cases = int(torch.unique(state["patients"]).numel())
+        (out / "test_summary.json").write_text(
+            json.dumps({"cases": cases, "slices": len(state["labels"]), **summary}, indent=1) + "\n"
+        )
+        panels = [p for label in sorted(self._panels) for p in self._panels[label]]
+        if panels:
+            path = save_overlays(panels, self.run_dir / "attention" / "test_overlays.png")
+            for logger in self.loggers:
+                if isinstance(logger, WandbLogger):
+                    logger.log_image("test/attention_overlays", [str(path)])
+        print(
+            f"\ntest: {cases} patient(s), {len(state['labels'])} slice(s): "
+            + ", ".join(f"{k} {v:.3f}" for k, v in summary.items()),
+            flush=True,
+        )
+
+
+def _patient_label(labels: Tensor, positive: int) -> Tensor:
+    """A patient's class: ``positive`` if any of its slices is positive, else its most frequent class."""
+    if bool((labels == positive).any()):
+        return torch.tensor(positive)
+    return torch.mode(labels).values
+
+
+def _patient_rows(state: dict, ids: list[str], names: list[str], positive: int, threshold: float | None) -> list[dict]:
+    probs, labels, patients = state["probs"], state["labels"], state["patients"]
+    index, mean_probs = patient_probabilities(probs, patients)
+    diagnosis = patient_diagnosis(mean_probs, positive, threshold)
+    rows = []
+    for p, mean, diag in zip(index.tolist(), mean_probs, diagnosis.tolist()):
+        own = patients == p
+        truth = int(_patient_label(labels[own], positive))
+        rows.append(
+            {
+                "case_id": ids[p],
+                "label": names[truth],
+                "prediction": names[diag],
+                "correct": float(diag == truth),
+                "probability": float(mean[positive]),
+                "accuracy": float((probs[own].argmax(1) == labels[own]).float().mean()),
+            }
+        )
+    return rows
+
+
+def _slice_rows(state: dict, ids: list[str]) -> list[dict]:
+    return [
+        {
+            "case_id": ids[int(p)],
+            "slice": int(s),
+            "label": int(y),
+            **{f"p{c}": round(float(v), 5) for c, v in enumerate(pr)},
+        }
+        for p, s, y, pr in zip(state["patients"], state["slices"], state["labels"], state["probs"])
+    ]
