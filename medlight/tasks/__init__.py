@@ -1,5 +1,6 @@
 """LightningModules ("tasks"): each wraps a plain network and owns losses, metrics, inference and logging."""
 
 from medlight.tasks.segmentation import SegmentationTask
+from medlight.tasks.semi_supervised import TeacherStudentTask
 
-__all__ = ["SegmentationTask"]
+__all__ = ["SegmentationTask", "TeacherStudentTask"]
