@@ -225,7 +225,7 @@ class SemiSupervisedDataModule(SegmentationDataModule):
             labeled = self.train_share(self.items(subset.labeled))
             unlabeled = self.train_share(self.items(subset.unlabeled, with_label=False))
             self._datasets["train"] = self.cached(labeled, self.eval_transform(), "train")
-            if unlabeled:
+            if unlabeled and self.wants_unlabeled():  # a supervised task never loads them
                 self._datasets["unlabeled"] = self.cached(unlabeled, self.eval_transform(with_label=False), "unlabeled")
         super().setup(stage)
 

@@ -70,7 +70,7 @@ class TeacherStudentTask(SegmentationTask):
         prototype_confidence: teacher max-probability a voxel needs to shape prototypes and be contrasted.
         lambda_u: weight of the unsupervised term.
         lambda_c: weight of the contrastive term.
-        rampup_steps: sigmoid ramp-up length of both weights, in optimizer steps.
+        rampup: sigmoid ramp-up length of both weights, as a share of the run's optimizer steps.
         ema_momentum: teacher momentum (ramped from 0 in the first steps, as Mean Teacher does).
         evaluate_with: network used for validation, test and predict.
         (the other arguments: see :class:`SegmentationTask`)
@@ -102,7 +102,7 @@ class TeacherStudentTask(SegmentationTask):
         prototype_confidence: float = 0.8,
         lambda_u: float = 1.0,
         lambda_c: float = 0.1,
-        rampup_steps: int = 200,
+        rampup: float = 0.3,
         ema_momentum: float = 0.99,
         evaluate_with: Literal["teacher", "student"] = "teacher",
     ) -> None:
@@ -118,11 +118,12 @@ class TeacherStudentTask(SegmentationTask):
         self.rebalance_momentum, self.rebalance_power = rebalance_momentum, rebalance_power
         self.contrastive, self.projection_dim = contrastive, projection_dim
         self.temperature, self.prototype_confidence = temperature, prototype_confidence
-        self.lambda_u, self.lambda_c, self.rampup_steps = lambda_u, lambda_c, rampup_steps
+        self.lambda_u, self.lambda_c, self.rampup = lambda_u, lambda_c, rampup
         self.ema_momentum, self.evaluate_with = ema_momentum, evaluate_with
         self.projector: nn.Module | None = None
         self.class_frequency: ClassFrequencyEMA | None = None
         self.teacher: nn.ModuleDict | None = None
+        self._steps: int | None = None
 
     # -- set-up: projection head, class-frequency state and teacher, once the data's shape is known ------------
     def setup(self, stage: str) -> None:
@@ -161,7 +162,7 @@ class TeacherStudentTask(SegmentationTask):
         terms = self.unsupervised_terms(
             unlabeled[IMAGE].as_subclass(Tensor), logits[n_lab:], features[n_lab:] if features is not None else None
         )
-        ramp = sigmoid_rampup(self.global_step, self.rampup_steps)
+        ramp = sigmoid_rampup(self.global_step, round(self.rampup * self._total_steps()))
         loss = supervised + ramp * (self.lambda_u * terms["unsup"] + self.lambda_c * terms["contrast"])
         loss = self.guard_loss(loss)
         logged: dict[str, Any] = {"train/loss_sup": supervised, "train/ramp": ramp}
@@ -211,6 +212,12 @@ class TeacherStudentTask(SegmentationTask):
         mask, pseudo = confidence.flatten() >= self.prototype_confidence, pseudo.flatten()
         prototypes, present = class_prototypes(z_teacher, pseudo, mask, self.num_classes)
         return prototype_infonce(z_student[mask], pseudo[mask], prototypes, present, self.temperature)
+
+    def _total_steps(self) -> int:
+        if self._steps is None:
+            steps = self.trainer.estimated_stepping_batches
+            self._steps = int(steps) if steps != float("inf") else 0
+        return self._steps
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         assert self.teacher is not None
