@@ -260,7 +260,8 @@ class SemiSupervisedDataModule(SegmentationDataModule):
         repeats = math.ceil(unlabeled_batches * self.batch_size / len(labeled))  # type: ignore[arg-type]
         resume = dict(self._resume)  # each loader consumes it; both continue at the same batch
         u_loader = self.train_loader(unlabeled, self.unlabeled_random_transform(), self.unlabeled_batch_size)
-        u_loader.sampler.seed = draw_seed(self.seed, 1)  # type: ignore[union-attr]  # decorrelate from labeled
+        sampler: Any = u_loader.sampler
+        sampler.seed = draw_seed(self.seed, 1)  # decorrelate order and augmentation from the labeled loader
         self._resume = resume
         l_loader = self.train_loader(Repeated(labeled, repeats), self.train_random_transform())
         return CombinedLoader({"labeled": l_loader, "unlabeled": u_loader}, mode="min_size")

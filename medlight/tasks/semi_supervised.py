@@ -47,6 +47,11 @@ def projection_head(spatial_dims: int, in_channels: int, out_channels: int) -> n
     return nn.Sequential(conv(in_channels, in_channels, 1), nn.ReLU(inplace=True), conv(in_channels, out_channels, 1))
 
 
+def _call(net: nn.Module, method: str, x: Tensor) -> Tensor:
+    """``net.<method>(x)`` for the optional parts of a network's interface (``forward_features``, ``head``)."""
+    return getattr(net, method)(x)
+
+
 def _flat(x: Tensor) -> Tensor:
     """(B, D, *spatial) -> (B * voxels, D)."""
     return x.movedim(1, -1).reshape(-1, x.shape[1])
@@ -142,22 +147,22 @@ class TeacherStudentTask(SegmentationTask):
                 )
             x = torch.zeros(1, self.spec.in_channels, *self.spec.patch_size, device=self.device)
             with torch.no_grad():
-                channels = self.net.forward_features(x).shape[1]
+                channels = _call(self.net, "forward_features", x).shape[1]
             self.projector = projection_head(self.spec.spatial_dims, channels, self.projection_dim).to(self.device)
             modules["projector"] = self.projector
         self.class_frequency = ClassFrequencyEMA(self.num_classes, self.rebalance_momentum).to(self.device)
         self.teacher = nn.ModuleDict({k: make_teacher(m) for k, m in modules.items()})
 
     # -- training ------------------------------------------------------------------------------------
-    def training_step(self, batch: dict, batch_idx: int) -> Tensor:  # type: ignore[override]
+    def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         if "labeled" not in batch or "unlabeled" not in batch:
             raise ConfigError("TeacherStudentTask needs batches {'labeled', 'unlabeled'} (SemiSupervisedDataModule)")
         labeled, unlabeled = batch["labeled"], batch["unlabeled"]
         n_lab = labeled[IMAGE].shape[0]
         # one student pass over labeled images and strong views (instance norm: samples stay independent)
         student_in = torch.cat([labeled[IMAGE], unlabeled[IMAGE_STRONG]]).as_subclass(Tensor)
-        features = self.net.forward_features(student_in) if self.contrastive else None
-        logits = self.net.head(features) if features is not None else self.net(student_in)
+        features = _call(self.net, "forward_features", student_in) if self.contrastive else None
+        logits = _call(self.net, "head", features) if features is not None else self.net(student_in)
         supervised = self.loss(logits[:n_lab], labeled[LABEL])
         terms = self.unsupervised_terms(
             unlabeled[IMAGE].as_subclass(Tensor), logits[n_lab:], features[n_lab:] if features is not None else None
@@ -178,8 +183,8 @@ class TeacherStudentTask(SegmentationTask):
         self.teacher.eval()
         with torch.no_grad():
             t_net = self.teacher["net"]
-            t_features = t_net.forward_features(weak) if self.contrastive else None
-            t_logits = t_net.head(t_features) if t_features is not None else t_net(weak)
+            t_features = _call(t_net, "forward_features", weak) if self.contrastive else None
+            t_logits = _call(t_net, "head", t_features) if t_features is not None else t_net(weak)
             t_probs = F.softmax(t_logits.float(), dim=1)
         out: dict[str, Tensor] = {"pseudo_certainty": certainty_weights(t_probs).mean()}
         if self.consistency == "mse":
