@@ -2,15 +2,17 @@
 
 from medlight.data.classification import ClassificationDataModule, SliceAugmentation
 from medlight.data.segmentation import SegmentationDataModule, SegmentationSpec
+from medlight.data.semi_supervised import SemiSupervisedDataModule
 from medlight.data.slices import VolumeSlices
 from medlight.data.transforms import Augmentation, Preprocessing
 
 __all__ = [
-    "ClassificationDataModule",
-    "SliceAugmentation",
-    "VolumeSlices",
     "Augmentation",
+    "ClassificationDataModule",
     "Preprocessing",
     "SegmentationDataModule",
     "SegmentationSpec",
+    "SemiSupervisedDataModule",
+    "SliceAugmentation",
+    "VolumeSlices",
 ]

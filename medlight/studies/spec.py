@@ -186,6 +186,8 @@ def _factor(name: str, spec: Any, path: Path) -> dict:
 
 
 def _cli_value(value: Any) -> str:
+    if value is None:  # YAML null (e.g. check_val_every_n_epoch: null); str(None) would be the string "None"
+        return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (list, dict)):

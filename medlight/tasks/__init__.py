@@ -2,5 +2,6 @@
 
 from medlight.tasks.classification import ABNClassificationTask
 from medlight.tasks.segmentation import SegmentationTask
+from medlight.tasks.semi_supervised import TeacherStudentTask
 
-__all__ = ["ABNClassificationTask", "SegmentationTask"]
+__all__ = ["ABNClassificationTask", "SegmentationTask", "TeacherStudentTask"]
