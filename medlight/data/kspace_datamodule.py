@@ -104,6 +104,7 @@ class KspaceDataModule(MedlightDataModule):
         self.train_centers, self.test_centers, self.max_train_volumes = train_centers, test_centers, max_train_volumes
         self.acceleration, self.center_fraction, self.mask = acceleration, center_fraction, mask
         self.case_ids: list[str] = []
+        self.case_meta: dict[int, dict[str, str]] = {}  # case index -> case_id, center, protocol
         self.parts: dict[str, list[dict]] = {}
 
     def prepare_data(self) -> None:
@@ -124,6 +125,7 @@ class KspaceDataModule(MedlightDataModule):
             simulate(self.simulation)  # no-op when prepare_data already made it
         cases = discover_kspace(self.root)
         self.case_ids = [c["case_id"] for c in cases]
+        self.case_meta = {i: {k: c[k] for k in ("case_id", "center", "protocol")} for i, c in enumerate(cases)}
         split_dir = Path(self.split_dir) if self.split_dir else self.root / "splits"
         parts: dict[str, list[dict]] = {"train": [], "val": [], "test": []}
         for center in sorted({c["center"] for c in cases}):
@@ -173,7 +175,9 @@ class KspaceDataModule(MedlightDataModule):
         out = []
         for vol in self._volumes(cases):
             ident = {k: v for k, v in vol.items() if k not in ("kspace", "target")}
-            out += [{**ident, "kspace": vol["kspace"][s], "target": vol["target"][s]} for s in range(len(vol["kspace"]))]
+            out += [
+                {**ident, "kspace": vol["kspace"][s], "target": vol["target"][s]} for s in range(len(vol["kspace"]))
+            ]
         return out
 
     def _undersample(self, fixed: bool) -> Compose:

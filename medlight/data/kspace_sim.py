@@ -173,9 +173,7 @@ def load_slices(path: Path, slice_axis: int, count: int, size: int) -> np.ndarra
     pad = [(side - chosen.shape[2]) // 2, (side - chosen.shape[2] + 1) // 2]
     pad += [(side - chosen.shape[1]) // 2, (side - chosen.shape[1] + 1) // 2]
     square = F.pad(chosen[:, None], pad)
-    return F.interpolate(square, size=(size, size), mode="bilinear", antialias=True, align_corners=False)[
-        :, 0
-    ].numpy()
+    return F.interpolate(square, size=(size, size), mode="bilinear", antialias=True, align_corners=False)[:, 0].numpy()
 
 
 # -- the dataset ------------------------------------------------------------------------------------------

@@ -1,5 +1,7 @@
 """Plain ``nn.Module`` networks (no Lightning here): a new architecture is one file plus a config."""
 
 from medlight.nets.unet import AttentionResUNet, EncoderDecoderUNet, ResUNet, UNet
+from medlight.nets.varnet import VarNet, ZeroFilled
 
 __all__ = ["AttentionResUNet", "EncoderDecoderUNet", "ResUNet", "UNet"]
+__all__ += ["VarNet", "ZeroFilled"]

@@ -36,7 +36,9 @@ def refinement_unet(
     unet = BasicUNet(spatial_dims=2, in_channels=2, out_channels=2, features=features, act=ACT)
     if adapters:
         unet.down_4 = nn.Sequential(unet.down_4, HierarchicalAdapter(features[4], protocols, centers, reduction))
-        unet.final_conv = nn.Sequential(HierarchicalAdapter(features[5], protocols, centers, reduction), unet.final_conv)
+        unet.final_conv = nn.Sequential(
+            HierarchicalAdapter(features[5], protocols, centers, reduction), unet.final_conv
+        )
     return ComplexUnet(conv_net=unet, pad_factor=16)
 
 
@@ -85,8 +87,10 @@ class VarNet(nn.Module):
         mask = mask.bool()
         if mask.shape[0] > 1 and not bool((mask == mask[:1]).all()):  # the sensitivity model needs one mask
             return torch.cat(
-                [self.forward_kspace(masked[i : i + 1], mask[i : i + 1], *_pick(i, centers, protocols)) for i in
-                 range(masked.shape[0])]
+                [
+                    self.forward_kspace(masked[i : i + 1], mask[i : i + 1], *_pick(i, centers, protocols))
+                    for i in range(masked.shape[0])
+                ]
             )
         routes = None
         if self.has_adapters and centers is not None and protocols is not None:
