@@ -26,7 +26,8 @@ import hashlib
 import json
 import logging
 import random
-from dataclasses import asdict, dataclass, field
+import shutil
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import h5py
@@ -88,8 +89,8 @@ class SimulationConfig:
 
     Attributes:
         out_dir: folder for the HDF5 files and dataset.json (re-used while the settings are unchanged).
-        protocols: magnitude sources; each volume is acquired by exactly one center.
-        centers: simulated centers.
+        protocols: magnitude sources (default :func:`default_protocols`); each volume is acquired by one center.
+        centers: simulated centers (default :func:`default_centers`).
         volumes_per_center: at most this many volumes of each protocol per center.
         slices_per_volume: slices taken evenly from the central 60% of each volume.
         size: slices are resampled to size x size pixels.
@@ -97,21 +98,40 @@ class SimulationConfig:
     """
 
     out_dir: str = "runs/kspace_sim"
-    protocols: list[ProtocolSource] = field(
-        default_factory=lambda: [
-            ProtocolSource("flair", "../shared/data/brats2015_subset", "*/*/Flair*.nii.gz"),
-            ProtocolSource("t1c", "../shared/data/brats2015_subset", "*/*/T1c*.nii.gz"),
-            ProtocolSource("t1", "data/hippocampus", "imagesTr/*.nii.gz"),
-        ]
-    )
-    centers: list[CenterSpec] = field(default_factory=default_centers)
+    protocols: list[ProtocolSource] | None = None
+    centers: list[CenterSpec] | None = None
     volumes_per_center: int = 8
     slices_per_volume: int = 6
     size: int = 64
     seed: int = 0
 
+    @property
+    def protocol_list(self) -> list[ProtocolSource]:
+        """The protocols, by default BraTS FLAIR and T1c (../shared/data) and hippocampus T1 (data/)."""
+        return self.protocols if self.protocols is not None else default_protocols()
+
+    @property
+    def center_list(self) -> list[CenterSpec]:
+        return self.centers if self.centers is not None else default_centers()
+
+    def settings(self) -> dict:
+        return {
+            **asdict(self),
+            "protocols": [asdict(p) for p in self.protocol_list],
+            "centers": [asdict(c) for c in self.center_list],
+        }
+
     def digest(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+        settings = {k: v for k, v in self.settings().items() if k != "out_dir"}
+        return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def default_protocols() -> list[ProtocolSource]:
+    return [
+        ProtocolSource("flair", "../shared/data/brats2015_subset", "*/*/Flair*.nii.gz"),
+        ProtocolSource("t1c", "../shared/data/brats2015_subset", "*/*/T1c*.nii.gz"),
+        ProtocolSource("t1", "data/hippocampus", "imagesTr/*.nii.gz"),
+    ]
 
 
 # -- building blocks (unit-tested) ---------------------------------------------------------------------------
@@ -180,7 +200,7 @@ def load_slices(path: Path, slice_axis: int, count: int, size: int) -> np.ndarra
 def assign_volumes(config: SimulationConfig, repo_root: Path) -> list[tuple[CenterSpec, ProtocolSource, Path]]:
     """Which center acquires which volume: per protocol, a seeded shuffle dealt round-robin to the centers."""
     plan = []
-    for protocol in config.protocols:
+    for protocol in config.protocol_list:
         root = Path(protocol.root)
         root = root if root.is_absolute() else repo_root / root
         files = sorted(root.glob(protocol.pattern)) if root.is_dir() else []
@@ -190,12 +210,12 @@ def assign_volumes(config: SimulationConfig, repo_root: Path) -> list[tuple[Cent
         random.Random(f"{config.seed}-{protocol.name}").shuffle(files)
         per_center: dict[str, int] = {}
         for i, path in enumerate(files):
-            center = config.centers[i % len(config.centers)]
+            center = config.center_list[i % len(config.center_list)]
             if per_center.get(center.name, 0) < config.volumes_per_center:
                 per_center[center.name] = per_center.get(center.name, 0) + 1
                 plan.append((center, protocol, path))
     if not plan:
-        raise DatasetError(f"simulator: no source volumes found for any protocol ({config.protocols})")
+        raise DatasetError(f"simulator: no source volumes found for any protocol ({config.protocol_list})")
     return plan
 
 
@@ -208,6 +228,8 @@ def simulate(config: SimulationConfig, repo_root: Path | None = None) -> Path:
     if spec_file.is_file() and json.loads(spec_file.read_text()).get("simulation") == config.digest():
         return out
     out.mkdir(parents=True, exist_ok=True)
+    spec_file.unlink(missing_ok=True)
+    shutil.rmtree(out / "splits", ignore_errors=True)  # split files of other settings would not match
     cases = []
     for i, (center, protocol, source) in enumerate(assign_volumes(config, repo_root)):
         rng = np.random.default_rng([config.seed, i])
@@ -217,7 +239,7 @@ def simulate(config: SimulationConfig, repo_root: Path | None = None) -> Path:
         _write(out / name, kspace, center.name, protocol.name, source.name)
         cases.append({"file": name, "center": center.name, "protocol": protocol.name, "source": source.name})
     tmp = spec_file.with_name(".dataset.json.tmp")
-    tmp.write_text(json.dumps({"simulation": config.digest(), "settings": asdict(config), "cases": cases}, indent=1))
+    tmp.write_text(json.dumps({"simulation": config.digest(), "settings": config.settings(), "cases": cases}, indent=1))
     tmp.replace(spec_file)  # written last: a half-written folder is simulated again
     log.info("simulator: %d volumes written to %s", len(cases), out)
     return out
