@@ -33,7 +33,8 @@ class BottleneckAdapter(nn.Module):
         self.act = nn.LeakyReLU(0.1)
         self.up = conv(hidden, channels, kernel_size=1)
         nn.init.zeros_(self.up.weight)
-        nn.init.zeros_(self.up.bias)
+        if self.up.bias is not None:
+            nn.init.zeros_(self.up.bias)
 
     def forward(self, x: Tensor) -> Tensor:
         return x + self.up(self.act(self.spatial(self.down(x))))

@@ -35,7 +35,8 @@ def refinement_unet(
     """A complex U-Net for one cascade; with ``adapters``, adapter slots after the bottleneck and the decoder."""
     unet = BasicUNet(spatial_dims=2, in_channels=2, out_channels=2, features=features, act=ACT)
     if adapters:
-        unet.down_4 = nn.Sequential(unet.down_4, HierarchicalAdapter(features[4], protocols, centers, reduction))
+        bottleneck = HierarchicalAdapter(features[4], protocols, centers, reduction)
+        unet.down_4 = nn.Sequential(unet.down_4, bottleneck)  # type: ignore[assignment]
         unet.final_conv = nn.Sequential(
             HierarchicalAdapter(features[5], protocols, centers, reduction), unet.final_conv
         )

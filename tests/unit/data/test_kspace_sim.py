@@ -65,7 +65,7 @@ def test_datamodule_items_masks_and_center_selection(tmp_path: Path, sources: Pa
     dm = KspaceDataModule(
         simulation=_config(tmp_path, sources),
         num_folds=2,
-        test_fraction=0.34,
+        test_fraction=0.3,
         train_centers=["A"],
         test_centers=["B"],
         acceleration=4,
