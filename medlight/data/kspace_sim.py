@@ -35,6 +35,7 @@ import nibabel as nib
 import numpy as np
 import torch
 import torch.nn.functional as F
+from filelock import FileLock
 
 from medlight.data.kspace import fft2c, ifft2c, rss, to_real
 from medlight.errors import DatasetError
@@ -225,9 +226,15 @@ def simulate(config: SimulationConfig, repo_root: Path | None = None) -> Path:
     out = Path(config.out_dir)
     out = out if out.is_absolute() else repo_root / out
     spec_file = out / "dataset.json"
-    if spec_file.is_file() and json.loads(spec_file.read_text()).get("simulation") == config.digest():
-        return out
     out.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(out / ".simulation.lock")):  # runs of a SLURM array may start together
+        if not (spec_file.is_file() and json.loads(spec_file.read_text()).get("simulation") == config.digest()):
+            _simulate(config, repo_root, out)
+    return out
+
+
+def _simulate(config: SimulationConfig, repo_root: Path, out: Path) -> None:
+    spec_file = out / "dataset.json"
     spec_file.unlink(missing_ok=True)
     shutil.rmtree(out / "splits", ignore_errors=True)  # split files of other settings would not match
     cases = []
@@ -242,7 +249,6 @@ def simulate(config: SimulationConfig, repo_root: Path | None = None) -> Path:
     tmp.write_text(json.dumps({"simulation": config.digest(), "settings": config.settings(), "cases": cases}, indent=1))
     tmp.replace(spec_file)  # written last: a half-written folder is simulated again
     log.info("simulator: %d volumes written to %s", len(cases), out)
-    return out
 
 
 def _write(path: Path, kspace: np.ndarray, center: str, protocol: str, source: str) -> None:
