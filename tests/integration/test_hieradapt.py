@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
 from tests.integration.helpers import REPO, run_cli
@@ -34,6 +35,7 @@ def _fit(run_dir: Path, sim_dir: Path, *configs: str, extra: tuple[str, ...] = (
     return json.loads((run_dir / "metrics" / "test_summary.json").read_text())
 
 
+@pytest.mark.slow
 def test_train_then_adapt_to_a_new_center_with_a_frozen_backbone(tmp_path: Path) -> None:
     source = _fit(tmp_path / "source", tmp_path / "sim")
     assert source["trainable_share"] == 1.0 and 0 < source["adapter_share"] < 0.5
