@@ -1,6 +1,7 @@
 """Losses and pseudo-label maths that MONAI and torch lack, and thin compositions of theirs."""
 
 from medlight.losses.abn import AttentionLossSchedule, abn_loss, map_loss
+from medlight.losses.reconstruction import MSSSIML1Loss
 from medlight.losses.semi_supervised import (
     ClassFrequencyEMA,
     certainty_weights,
@@ -17,6 +18,7 @@ from medlight.losses.semi_supervised import (
 __all__ = [
     "AttentionLossSchedule",
     "ClassFrequencyEMA",
+    "MSSSIML1Loss",
     "abn_loss",
     "certainty_weights",
     "class_frequencies",

@@ -2,5 +2,15 @@
 
 from medlight.nets.abn import ABNOutput, AttentionBranchNetwork
 from medlight.nets.unet import AttentionResUNet, EncoderDecoderUNet, ResUNet, UNet
+from medlight.nets.varnet import VarNet, ZeroFilled
 
-__all__ = ["ABNOutput", "AttentionBranchNetwork", "AttentionResUNet", "EncoderDecoderUNet", "ResUNet", "UNet"]
+__all__ = [
+    "ABNOutput",
+    "AttentionBranchNetwork",
+    "AttentionResUNet",
+    "EncoderDecoderUNet",
+    "ResUNet",
+    "UNet",
+    "VarNet",
+    "ZeroFilled",
+]

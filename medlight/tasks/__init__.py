@@ -1,7 +1,8 @@
 """LightningModules ("tasks"): each wraps a plain network and owns losses, metrics, inference and logging."""
 
 from medlight.tasks.classification import ABNClassificationTask
+from medlight.tasks.reconstruction import ReconstructionTask
 from medlight.tasks.segmentation import SegmentationTask
 from medlight.tasks.semi_supervised import TeacherStudentTask
 
-__all__ = ["ABNClassificationTask", "SegmentationTask", "TeacherStudentTask"]
+__all__ = ["ABNClassificationTask", "ReconstructionTask", "SegmentationTask", "TeacherStudentTask"]

@@ -1,0 +1,108 @@
+"""k-space maths for multi-coil MRI: centred FFTs, coil combination, Cartesian masks, data consistency.
+
+Conventions (those of ``monai.apps.reconstruction`` and fastMRI): complex tensors are stored as real tensors
+with a trailing dimension of 2 (real, imaginary); a 2D multi-coil k-space is (B, coils, H, W, 2); the
+orthonormal centred FFT runs over H and W; undersampling keeps whole columns (phase-encoding lines along W),
+so a mask is (W,) and broadcasts as (1, 1, 1, W, 1).
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Literal
+
+import numpy as np
+import torch
+from monai.apps.reconstruction.complex_utils import complex_abs_t, complex_conj_t, complex_mul_t
+from monai.apps.reconstruction.mri_utils import root_sum_of_squares_t
+from monai.apps.reconstruction.transforms.array import EquispacedKspaceMask, RandomKspaceMask
+from monai.networks.blocks.fft_utils_t import fftn_centered_t, ifftn_centered_t
+from torch import Tensor
+
+MaskKind = Literal["equispaced", "random"]
+
+
+def fft2c(image: Tensor) -> Tensor:
+    """Orthonormal centred 2D FFT of (..., H, W, 2) complex images."""
+    return fftn_centered_t(image, spatial_dims=2, is_complex=True)
+
+
+def ifft2c(kspace: Tensor) -> Tensor:
+    """Orthonormal centred 2D inverse FFT of (..., H, W, 2) complex k-space."""
+    return ifftn_centered_t(kspace, spatial_dims=2, is_complex=True)
+
+
+def rss(coil_images: Tensor, coil_dim: int = 1) -> Tensor:
+    """Root-sum-of-squares magnitude over coils of complex (..., coils, H, W, 2) images -> (..., H, W)."""
+    return root_sum_of_squares_t(complex_abs_t(coil_images), spatial_dim=coil_dim)
+
+
+def coil_combine(coil_images: Tensor, sens_maps: Tensor) -> Tensor:
+    """Sensitivity-weighted combination sum_c conj(S_c) x_c: (B, coils, H, W, 2) -> (B, 1, H, W, 2)."""
+    return complex_mul_t(coil_images, complex_conj_t(sens_maps)).sum(dim=1, keepdim=True)
+
+
+def coil_expand(image: Tensor, sens_maps: Tensor) -> Tensor:
+    """Coil images S_c x of a combined (B, 1, H, W, 2) image: the adjoint of :func:`coil_combine`."""
+    return complex_mul_t(image, sens_maps)
+
+
+def hard_data_consistency(kspace: Tensor, measured: Tensor, mask: Tensor) -> Tensor:
+    """Replace the sampled lines of ``kspace`` by the measurement; unsampled lines stay as predicted.
+
+    Args:
+        kspace: predicted k-space (B, coils, H, W, 2).
+        measured: undersampled measurement, same shape (zero where not sampled).
+        mask: boolean sampling mask broadcastable to the k-space, e.g. (B, 1, 1, W, 1).
+    """
+    return torch.where(mask.bool(), measured, kspace)
+
+
+def cartesian_mask(
+    width: int,
+    acceleration: float,
+    center_fraction: float,
+    kind: MaskKind = "equispaced",
+    seed: int = 0,
+) -> Tensor:
+    """A boolean (W,) mask of sampled columns, from MONAI's k-space mask transforms.
+
+    ``center_fraction * width`` centre columns (the auto-calibration lines) are always sampled; the others
+    are picked equispaced (random offset) or uniformly at random so that about ``width / acceleration``
+    columns are sampled in all. The same ``seed`` always gives the same mask.
+    """
+    if acceleration < 1 or not 0 < center_fraction <= 1 / acceleration:
+        raise ValueError(
+            f"mask needs acceleration >= 1 and 0 < center_fraction <= 1/acceleration, got "
+            f"acceleration={acceleration}, center_fraction={center_fraction}"
+        )
+    maker_cls = EquispacedKspaceMask if kind == "equispaced" else RandomKspaceMask
+    maker = maker_cls(center_fractions=[center_fraction], accelerations=[acceleration], spatial_dims=2)
+    maker.set_random_state(seed=seed % (2**32))
+    maker(torch.zeros(1, 1, width, 2))  # the transform draws its mask while masking this dummy k-space
+    return maker.mask.reshape(-1).bool()
+
+
+def case_seed(case_id: str, seed: int = 0) -> int:
+    """A stable seed per case (the same mask for a volume in every run and on every machine)."""
+    return (zlib.crc32(case_id.encode()) + 7919 * seed) % (2**31)
+
+
+def center_lines(mask: Tensor) -> int:
+    """Number of contiguous sampled columns around the k-space centre (the auto-calibration region)."""
+    m = mask.reshape(-1).bool()
+    mid = m.numel() // 2
+    if not m[mid]:
+        return 0
+    left = mid
+    while left > 0 and m[left - 1]:
+        left -= 1
+    right = mid
+    while right < m.numel() - 1 and m[right + 1]:
+        right += 1
+    return right - left + 1
+
+
+def to_real(array: np.ndarray) -> Tensor:
+    """A complex NumPy array as a float32 tensor with a trailing (real, imaginary) dimension."""
+    return torch.view_as_real(torch.from_numpy(np.ascontiguousarray(array, dtype=np.complex64)))

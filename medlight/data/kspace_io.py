@@ -1,0 +1,175 @@
+"""Readers for multi-coil k-space files: fastMRI-style HDF5, CMRxRecon-style MATLAB v7.3 (.mat), NumPy (.npy).
+
+Every reader returns a :class:`KspaceVolume` with complex64 k-space ``[slices, coils, H, W]`` whose last axis
+(W) is the phase-encoding direction that masks undersample:
+
+* HDF5 (``.h5``/``.hdf5``, fastMRI layout): dataset ``kspace`` ``[slices, coils, H, W]`` (or single-coil
+  ``[slices, H, W]``), optional ``reconstruction_rss`` ``[slices, H, W]``; attributes ``center`` and
+  ``protocol`` (medlight's simulator writes them) name the acquisition.
+* MATLAB v7.3 (``.mat``, CMRxRecon layout): a variable whose name starts with ``kspace`` (e.g.
+  ``kspace_full``), stored by MATLAB as ``[kx, ky, coils, slices(, frames)]`` with ``real``/``imag`` fields.
+  h5py sees the axes reversed; slices and frames become slices, and ky (phase encoding) becomes W.
+  Center: the nearest folder named ``Center...``; protocol: the file name (``cine_sax``).
+* NumPy (``.npy``): a complex array ``[slices, coils, H, W]`` or ``[coils, H, W]``.
+
+A ``dataset.json`` (``{"cases": [{"file", "center", "protocol"}]}``) in the dataset folder overrides the
+identifiers. Anything wrong with a file raises :class:`medlight.errors.DatasetError` naming the file.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from medlight.errors import DatasetError
+
+KSPACE_ENDINGS = (".h5", ".hdf5", ".mat", ".npy")
+UNKNOWN = "unknown"
+
+
+@dataclass
+class KspaceVolume:
+    """One acquisition.
+
+    Attributes:
+        path: the file.
+        kspace: complex64 ``[slices, coils, H, W]``.
+        center: acquisition site / scanner identifier.
+        protocol: sequence identifier.
+        target: stored reference magnitude ``[slices, H, W]`` (e.g. fastMRI ``reconstruction_rss``) or None.
+    """
+
+    path: Path
+    kspace: np.ndarray
+    center: str = UNKNOWN
+    protocol: str = UNKNOWN
+    target: np.ndarray | None = None
+
+
+def read_kspace(path: str | Path) -> KspaceVolume:
+    """Read a k-space file of any supported kind (chosen by its ending), fully, and check it."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"{path}: k-space file not found")
+    ending = path.suffix.lower()
+    if ending not in KSPACE_ENDINGS:
+        raise DatasetError(f"{path}: not a k-space file (expected one of {', '.join(KSPACE_ENDINGS)})")
+    if ending == ".npy":
+        volume = _read_npy(path)
+    elif ending == ".mat":
+        volume = _read_mat(path)
+    else:
+        volume = _read_h5(path)
+    _check(volume)
+    return volume
+
+
+def _read_npy(path: Path) -> KspaceVolume:
+    try:
+        array = np.load(path, allow_pickle=False)
+    except Exception as err:  # NumPy raises ValueError/OSError/EOFError for broken files
+        raise DatasetError(f"{path}: cannot be read as .npy ({type(err).__name__}: {err})") from err
+    if array.ndim == 3:
+        array = array[None]
+    return KspaceVolume(path, _as_complex(array, path, "array"))
+
+
+def _read_h5(path: Path) -> KspaceVolume:
+    try:
+        with h5py.File(path, "r") as f:
+            if "kspace" not in f:
+                raise DatasetError(f"{path}: no `kspace` dataset (has {sorted(f.keys())})")
+            kspace = _as_complex(f["kspace"][()], path, "kspace")
+            if kspace.ndim == 3:  # single-coil fastMRI: [slices, H, W]
+                kspace = kspace[:, None]
+            target = f["reconstruction_rss"][()].astype(np.float32) if "reconstruction_rss" in f else None
+            center, protocol = (_attr(f.attrs.get(k)) for k in ("center", "protocol"))
+    except OSError as err:
+        raise DatasetError(f"{path}: cannot be read as HDF5 ({err})") from err
+    return KspaceVolume(path, kspace, center, protocol, target)
+
+
+def _read_mat(path: Path) -> KspaceVolume:
+    if not h5py.is_hdf5(path):
+        raise DatasetError(f"{path}: not a MATLAB v7.3 (HDF5-based) file; re-save it in MATLAB with `-v7.3`")
+    with h5py.File(path, "r") as f:
+        keys = sorted(k for k in f if k.lower().startswith("kspace"))
+        if not keys:
+            raise DatasetError(f"{path}: no variable named kspace* (has {sorted(f.keys())})")
+        key = "kspace_full" if "kspace_full" in keys else keys[0]
+        raw = _as_complex(f[key][()], path, key)
+    if raw.ndim not in (3, 4, 5):
+        raise DatasetError(f"{path}: `{key}` has {raw.ndim} dimensions; expected [kx, ky, coils(, slices, frames)]")
+    # h5py order: (frames, slices, coils, ky, kx) -> [frames*slices, coils, kx, ky]
+    coils, ky, kx = raw.shape[-3:]
+    kspace = raw.reshape(-1, coils, ky, kx).transpose(0, 1, 3, 2)
+    center = next((p.name for p in path.parents if p.name.lower().startswith("center")), UNKNOWN)
+    return KspaceVolume(path, np.ascontiguousarray(kspace), center, path.stem)
+
+
+def _as_complex(array: np.ndarray, path: Path, name: str) -> np.ndarray:
+    """Complex64 from a complex array or a MATLAB-style compound (real, imag) array."""
+    if array.dtype.names and {"real", "imag"} <= set(array.dtype.names):
+        array = array["real"] + 1j * array["imag"]
+    if not np.iscomplexobj(array):
+        raise DatasetError(f"{path}: `{name}` is {array.dtype}, not complex k-space")
+    if array.ndim not in (3, 4, 5):
+        raise DatasetError(f"{path}: `{name}` has shape {array.shape}; expected [slices, coils, H, W]")
+    return array.astype(np.complex64)
+
+
+def _attr(value: object) -> str:
+    if value is None:
+        return UNKNOWN
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _check(volume: KspaceVolume) -> None:
+    k = volume.kspace
+    if k.ndim != 4 or min(k.shape) == 0:
+        raise DatasetError(f"{volume.path}: k-space has shape {k.shape}; expected [slices, coils, H, W]")
+    if not np.isfinite(k).all():
+        raise DatasetError(f"{volume.path}: k-space holds {int((~np.isfinite(k)).sum())} NaN/Inf value(s)")
+    if not np.abs(k).any():
+        raise DatasetError(f"{volume.path}: k-space is all zeros")
+    if volume.target is not None and volume.target.shape != (k.shape[0], *k.shape[2:]):
+        raise DatasetError(
+            f"{volume.path}: reconstruction_rss has shape {volume.target.shape}, k-space {k.shape}: they must "
+            "agree in slices, H and W"
+        )
+
+
+def discover_kspace(root: str | Path) -> list[dict[str, str]]:
+    """Cases of a k-space dataset folder: ``[{"case_id", "file", "center", "protocol"}]``.
+
+    With ``dataset.json`` the listed files (and their identifiers); otherwise every k-space file below
+    ``root`` with the identifiers stored in the files.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"{root}: k-space dataset folder not found")
+    spec = root / "dataset.json"
+    if spec.is_file():
+        try:
+            listed = json.loads(spec.read_text())["cases"]
+            cases = [
+                {"file": str(root / c["file"]), "center": str(c["center"]), "protocol": str(c["protocol"])}
+                for c in listed
+            ]
+        except (json.JSONDecodeError, KeyError, TypeError) as err:
+            raise DatasetError(f"{spec}: needs {{'cases': [{{'file', 'center', 'protocol'}}, ...]}} ({err})") from err
+    else:
+        files = sorted(p for p in root.rglob("*") if p.suffix.lower() in KSPACE_ENDINGS)
+        cases = []
+        for p in files:
+            volume = read_kspace(p)
+            cases.append({"file": str(p), "center": volume.center, "protocol": volume.protocol})
+    if not cases:
+        raise DatasetError(f"{root}: no k-space files ({', '.join(KSPACE_ENDINGS)}) found")
+    for case in cases:
+        case["case_id"] = Path(case["file"]).relative_to(root).with_suffix("").as_posix().replace("/", "_")
+    return cases

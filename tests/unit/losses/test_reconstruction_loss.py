@@ -1,0 +1,38 @@
+"""The MS-SSIM (+L1, +frequency) reconstruction loss."""
+
+import pytest
+import torch
+
+from medlight.losses import MSSSIML1Loss
+
+
+def test_zero_for_a_perfect_reconstruction_at_any_scale() -> None:
+    target = torch.rand(2, 64, 64, generator=torch.Generator().manual_seed(0)) * 7
+    loss = MSSSIML1Loss(freq_weight=0.1)
+    assert loss(target, target).item() == pytest.approx(0.0, abs=1e-5)
+
+
+def test_l1_term_by_hand_and_scale_invariance() -> None:
+    target = torch.ones(1, 64, 64) * 4
+    pred = target * 0.5
+    l1_only = MSSSIML1Loss(ms_ssim_weight=0, l1_weight=1)
+    assert l1_only(pred, target).item() == pytest.approx(0.5)  # |2 - 4| / 4 after dividing by the peak
+    full = MSSSIML1Loss()
+    assert full(pred * 10, target * 10).item() == pytest.approx(full(pred, target).item(), rel=1e-5)
+
+
+def test_gradient_flows_and_grows_with_error() -> None:
+    g = torch.Generator().manual_seed(1)
+    target = torch.rand(1, 64, 64, generator=g)
+    near = (target + 0.02 * torch.randn(1, 64, 64, generator=g)).requires_grad_()
+    far = target + 0.3 * torch.randn(1, 64, 64, generator=g)
+    loss = MSSSIML1Loss()
+    value = loss(near, target)
+    value.backward()
+    assert near.grad is not None and torch.isfinite(near.grad).all()
+    assert value.item() < loss(far, target).item()
+
+
+def test_too_many_scales_is_refused() -> None:
+    with pytest.raises(ValueError, match="scales"):
+        MSSSIML1Loss(scales=6)
