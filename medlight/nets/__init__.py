@@ -1,5 +1,20 @@
 """Plain ``nn.Module`` networks (no Lightning here): a new architecture is one file plus a config."""
 
+from medlight.nets.common import PadToMultiple
+from medlight.nets.deeplab import DeepLabV3Plus
+from medlight.nets.hrnet import HRNet
+from medlight.nets.pspnet import PSPNet
+from medlight.nets.segformer import SegFormer
 from medlight.nets.unet import AttentionResUNet, EncoderDecoderUNet, ResUNet, UNet
 
-__all__ = ["AttentionResUNet", "EncoderDecoderUNet", "ResUNet", "UNet"]
+__all__ = [
+    "AttentionResUNet",
+    "DeepLabV3Plus",
+    "EncoderDecoderUNet",
+    "HRNet",
+    "PSPNet",
+    "PadToMultiple",
+    "ResUNet",
+    "SegFormer",
+    "UNet",
+]
