@@ -3,7 +3,8 @@
 The encoder is :class:`medlight.nets.backbone.DilatedResNet` (output stride 8 by default, so a 48x64
 slice still gives a 6x8 map for ASPP). ASPP runs a 1x1 branch, dilated 3x3 branches and an image-pooling
 branch in parallel; the decoder upsamples ASPP's output to 1/4, joins the reduced low-level features,
-refines with two 3x3 convolutions, and the 1/4-resolution logits are interpolated back to the input size (any size works).
+refines with two 3x3 convolutions, and the 1/4-resolution logits are interpolated back to the input
+size (any size works).
 """
 
 from __future__ import annotations
@@ -56,7 +57,12 @@ class ASPP(nn.Module):
             Convolution(spatial_dims, in_channels, out_channels, kernel_size=1, act=act, norm=None),
         )
         self.project = Convolution(
-            spatial_dims, out_channels * (len(branches) + 1), out_channels, kernel_size=1, act=act, norm=norm,
+            spatial_dims,
+            out_channels * (len(branches) + 1),
+            out_channels,
+            kernel_size=1,
+            act=act,
+            norm=norm,
             dropout=dropout,
         )
 

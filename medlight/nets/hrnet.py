@@ -55,7 +55,11 @@ class HRModule(nn.Module):
             last = k == dst - src - 1
             steps.append(
                 Convolution(
-                    spatial_dims, widths[src], widths[dst] if last else widths[src], strides=2, norm=norm,
+                    spatial_dims,
+                    widths[src],
+                    widths[dst] if last else widths[src],
+                    strides=2,
+                    norm=norm,
                     act=None if last else act,
                 )
             )
