@@ -1,8 +1,9 @@
 """Instance targets and watershed post-processing: touching objects are separated again."""
 
 import numpy as np
+import pytest
 
-from medlight.instances import instance_targets, watershed_instances
+from medlight.instances import instance_targets, slice_instances, watershed_instances
 from medlight.metrics.instance import instance_scores
 
 
@@ -48,3 +49,37 @@ def test_three_dimensional() -> None:
     truth = np.stack([touching_disks()] * 3)
     fg, boundary, centre = instance_targets(truth)
     assert instance_scores(watershed_instances(fg, centre, boundary), truth)["f1"] == 1.0
+
+
+def test_slice_instances_labels_each_slice_on_its_own() -> None:
+    volume = np.zeros((6, 6, 2), int)
+    volume[0:2, 0:2, 0] = 4  # two blobs of class 4 in slice 0
+    volume[3:5, 3:5, 0] = 4
+    volume[0, 5, 0] = 4  # a 1-pixel blob
+    volume[1:3, 1:3, 1] = 2  # other class in slice 1: not an object
+    volume[4, 4, 1] = 4
+    volume[4, 5, 1] = 1  # touches the class-4 pixel, counted with it when class 1 is included
+    out = slice_instances(volume, classes=(4,), min_size=2)
+    assert sorted(np.unique(out[..., 0]).tolist()) == [0, 1, 2] and out[..., 1].max() == 0
+    assert slice_instances(volume, classes=(1, 4))[..., 1].max() == 1
+    diagonal = np.zeros((3, 3, 1), int)
+    diagonal[0, 0, 0] = diagonal[1, 1, 0] = 1  # only corner-connected: two objects
+    assert slice_instances(diagonal, classes=(1,)).max() == 2
+
+
+def test_brats_tumour_slices_hold_several_objects(shared_data_root) -> None:
+    nib = pytest.importorskip("nibabel")
+    case = next((shared_data_root / "brats2015_subset" / "train").glob("*/OTMultiClass.nii.gz"))
+    labels = np.asarray(nib.load(str(case)).dataobj).astype(np.int16)
+    instances = slice_instances(labels, classes=(4,), axis=2, min_size=10)  # enhancing tumour, axial slices
+    per_slice = instances.reshape(-1, instances.shape[2]).max(0)
+    assert per_slice.max() >= 2  # separable objects exist: the derivation gives a real instance task
+
+
+@pytest.fixture
+def shared_data_root():
+    from tests.conftest import SHARED_DATA
+
+    if not (SHARED_DATA / "brats2015_subset").is_dir():
+        pytest.skip("../shared/data/brats2015_subset is not present (it is not part of a clone)")
+    return SHARED_DATA
