@@ -76,4 +76,4 @@ class PadToMultiple(nn.Module):
         size = x.shape[2:]
         pad = [p for s in reversed(size) for p in (0, (-int(s)) % self.multiple)]
         y = self.net(F.pad(x, pad, mode=self.mode) if any(pad) else x)
-        return y[(..., *(slice(0, int(s)) for s in size))]  # type: ignore[index]
+        return y[(..., *(slice(0, int(s)) for s in size))]

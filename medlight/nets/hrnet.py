@@ -69,8 +69,9 @@ class HRModule(nn.Module):
         xs = [branch(x) for branch, x in zip(self.branches, xs)]
         out = []
         for i, row in enumerate(self.fuse):
-            total = sum(resize_to(f(x), xs[i].shape[2:]) for f, x in zip(row, xs))
-            out.append(self.act(total))
+            assert isinstance(row, nn.ModuleList)
+            parts = [resize_to(f(x), xs[i].shape[2:]) for f, x in zip(row, xs)]
+            out.append(self.act(torch.stack(parts).sum(0)))
         return out
 
 

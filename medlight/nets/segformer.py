@@ -42,7 +42,7 @@ class EfficientAttention(nn.Module):
 
     def forward(self, x: Tensor, size: Sequence[int]) -> Tensor:
         kv = x
-        if self.reduce is not None and all(s >= self.reduce.stride[0] for s in size):  # type: ignore[index]
+        if self.reduce is not None and all(s >= self.reduce.stride[0] for s in size):
             kv = self.norm(_tokens(self.reduce(_grid(x, size))))
         return self.attn(x, kv, kv, need_weights=False)[0]
 
@@ -143,7 +143,7 @@ class SegFormer(nn.Module):
         load_pretrained(self, pretrained, ignore=("head.",))
 
     def forward(self, x: Tensor) -> Tensor:
-        features = []
+        features: list[Tensor] = []
         for stage in self.stages:
             x_in = features[-1] if features else x
             features.append(stage(x_in))
