@@ -3,3 +3,6 @@
 from medlight.tasks.segmentation import SegmentationTask
 
 __all__ = ["SegmentationTask"]
+from medlight.tasks.instance import InstanceSegmentationTask, Watershed  # noqa: E402
+
+__all__ += ["InstanceSegmentationTask", "Watershed"]
