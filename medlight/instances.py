@@ -14,9 +14,9 @@ import torch.nn.functional as F
 from monai.losses import DiceLoss
 from numpy.typing import NDArray
 from scipy import ndimage
-from torch import Tensor, nn
 from skimage.measure import label as connected_components
 from skimage.segmentation import find_boundaries, watershed
+from torch import Tensor, nn
 
 
 def instance_targets(instances: NDArray) -> NDArray[np.float32]:

@@ -151,8 +151,12 @@ class InstanceDataModule(MedlightDataModule):
         """Data dicts of every slice of the given volumes."""
         wanted = set(volumes)
         return [
-            {IMAGE: torch.from_numpy(s.image), INSTANCES: torch.from_numpy(s.instances[None]),
-             "case_id": s.case_id, "case_index": i}
+            {
+                IMAGE: torch.from_numpy(s.image),
+                INSTANCES: torch.from_numpy(s.instances[None]),
+                "case_id": s.case_id,
+                "case_index": i,
+            }
             for i, s in enumerate(self._load())
             if s.volume in wanted
         ]
@@ -164,8 +168,13 @@ class InstanceDataModule(MedlightDataModule):
             [
                 SpatialPadd(keys, self.patch_size),
                 RandCropByPosNegLabeld(
-                    keys, label_key=INSTANCES, spatial_size=self.patch_size, num_samples=1,
-                    pos=self.pos_fraction, neg=1 - self.pos_fraction, allow_smaller=True,
+                    keys,
+                    label_key=INSTANCES,
+                    spatial_size=self.patch_size,
+                    num_samples=1,
+                    pos=self.pos_fraction,
+                    neg=1 - self.pos_fraction,
+                    allow_smaller=True,
                 ),
                 RandFlipd(keys, prob=0.5, spatial_axis=0),
                 RandFlipd(keys, prob=0.5, spatial_axis=1),
@@ -182,15 +191,20 @@ class InstanceDataModule(MedlightDataModule):
         wanted = {
             "train": (stage in ("fit", None), lambda: splits.train_ids(self.fold), self.train_share),
             "val": (stage in ("fit", "validate", None), lambda: splits.val_ids(self.fold), self.eval_share),
-            "test": (stage in ("test", "predict", None), lambda: splits.test or splits.val_ids(self.fold),
-                     self.eval_share),
+            "test": (
+                stage in ("test", "predict", None),
+                lambda: splits.test or splits.val_ids(self.fold),
+                self.eval_share,
+            ),
         }
         for name, (needed, ids, share) in wanted.items():
             if needed and name not in self._datasets:
                 items = share(self.items(ids()))
                 if not items:
-                    raise DatasetError(f"{self.dataset}: the {name} split of fold {self.fold} holds no slice "
-                                       f"with an object ({self.split_file})")
+                    raise DatasetError(
+                        f"{self.dataset}: the {name} split of fold {self.fold} holds no slice "
+                        f"with an object ({self.split_file})"
+                    )
                 self._datasets[name] = MonaiDataset(items)  # already in memory: nothing to cache
 
     def train_dataloader(self) -> DataLoader:

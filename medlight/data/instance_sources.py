@@ -67,8 +67,10 @@ def read_folder(root: Path) -> list[InstanceSlice]:
             raise DatasetError(f"{path}: no instance map {instance_dir}/{stem}.(png|nii|nii.gz)")
         image, instances = _read(path), _read(partners[0])
         if instances.ndim != 2 or not np.issubdtype(instances.dtype, np.integer):
-            raise DatasetError(f"{partners[0]}: an instance map must be a 2D integer image, not {instances.dtype} "
-                               f"of shape {instances.shape}")
+            raise DatasetError(
+                f"{partners[0]}: an instance map must be a 2D integer image, not {instances.dtype} "
+                f"of shape {instances.shape}"
+            )
         image = image[None] if image.ndim == 2 else np.moveaxis(image, -1, 0)  # channels last on disk
         if image.shape[1:] != instances.shape:
             raise DatasetError(f"{path}: size {image.shape[1:]} differs from its instance map {instances.shape}")
@@ -123,8 +125,9 @@ def derive_from_volume(
     instances = np.zeros(labels.shape, np.int32)
     for group in groups:
         objects = slice_instances(labels, tuple(group), axis=axis, min_size=min_size)
-        instances = np.where(objects > 0, objects + instances.max(axis=tuple(i for i in range(3) if i != axis),
-                                                                   keepdims=True), instances)
+        instances = np.where(
+            objects > 0, objects + instances.max(axis=tuple(i for i in range(3) if i != axis), keepdims=True), instances
+        )
     out = []
     for i in range(labels.shape[axis]):
         objects = np.take(instances, i, axis=axis)

@@ -87,7 +87,9 @@ class InstanceSegmentationTask(MedlightTask):
             with torch.no_grad():
                 y = self.net.eval()(x)
         except RuntimeError as err:
-            raise ConfigError(f"the network cannot take a {spec.in_channels}-channel patch {spec.patch_size}: {err}")
+            raise ConfigError(
+                f"the network cannot take a {spec.in_channels}-channel patch {spec.patch_size}: {err}"
+            ) from err
         finally:
             self.net.train()
         if tuple(y.shape) != (1, 3, *spec.patch_size):

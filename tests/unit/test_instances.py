@@ -83,3 +83,19 @@ def shared_data_root():
     if not (SHARED_DATA / "brats2015_subset").is_dir():
         pytest.skip("../shared/data/brats2015_subset is not present (it is not part of a clone)")
     return SHARED_DATA
+
+
+def test_centre_boundary_loss_is_lower_for_matching_logits() -> None:
+    import torch
+
+    from medlight.instances import CentreBoundaryLoss
+
+    instances = np.zeros((16, 16), np.int32)
+    instances[3:9, 3:9], instances[9:14, 4:12] = 1, 2
+    targets = torch.from_numpy(instance_targets(instances))[None]
+    loss = CentreBoundaryLoss()
+    good = loss(torch.logit(targets.clamp(0.01, 0.99)), targets)
+    bad = loss(torch.logit((1 - targets).clamp(0.01, 0.99)), targets)
+    assert float(good) < 0.5 * float(bad)
+    with pytest.raises(ValueError, match="need \\(B, 3"):
+        loss(torch.zeros(1, 2, 16, 16), targets[:, :2])
