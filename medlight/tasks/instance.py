@@ -158,7 +158,8 @@ class InstanceSegmentationTask(MedlightTask):
 
     @rank_zero_only
     def _write(self, index: Tensor, values: Tensor, summary: dict[str, float]) -> None:
-        case_ids: Any = self.trainer.datamodule.case_ids  # type: ignore[attr-defined]
+        datamodule: Any = self.trainer.datamodule
+        case_ids: list[str] = datamodule.case_ids
         rows = [
             {"case_id": case_ids[int(i)], **{m: float(v) for m, v in zip(METRICS, row)}}
             for i, row in zip(index, values[:, 0])

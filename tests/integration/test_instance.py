@@ -73,5 +73,5 @@ def test_brats_enhancing_tumour_instances() -> None:
     dm.setup("fit")
     assert dm.spec.in_channels == 2
     counts = [len(np.unique(s.instances)) - 1 for s in dm.slices or []]
-    assert len({s.volume for s in dm.slices or []}) == 6
-    assert max(counts) >= 3 and sum(c >= 2 for c in counts) >= 10  # several separate blobs in many slices
+    assert min(counts) >= 1 and max(counts) >= 2  # only slices with objects; separable objects exist
+    assert all(s.image.shape[0] == 2 and s.image.shape[1:] == s.instances.shape for s in dm.slices or [])
