@@ -132,5 +132,6 @@ def derive_from_volume(
     for i in range(labels.shape[axis]):
         objects = np.take(instances, i, axis=axis)
         if objects.any():
-            out.append(InstanceSlice(volume, f"{volume}_s{i:03d}", np.take(image, i, axis=axis + 1), objects))
+            slice_image = np.ascontiguousarray(np.take(image, i, axis=axis + 1))  # a copy, not a view of the volume
+            out.append(InstanceSlice(volume, f"{volume}_s{i:03d}", slice_image, np.ascontiguousarray(objects)))
     return out
