@@ -158,7 +158,7 @@ class InstanceSegmentationTask(MedlightTask):
 
     @rank_zero_only
     def _write(self, index: Tensor, values: Tensor, summary: dict[str, float]) -> None:
-        datamodule: Any = self.trainer.datamodule
+        datamodule: Any = getattr(self.trainer, "datamodule", None)
         case_ids: list[str] = datamodule.case_ids
         rows = [
             {"case_id": case_ids[int(i)], **{m: float(v) for m, v in zip(METRICS, row)}}
