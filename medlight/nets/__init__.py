@@ -1,6 +1,11 @@
 """Plain ``nn.Module`` networks (no Lightning here): a new architecture is one file plus a config."""
 
 from medlight.nets.abn import ABNOutput, AttentionBranchNetwork
+from medlight.nets.common import PadToMultiple
+from medlight.nets.deeplab import DeepLabV3Plus
+from medlight.nets.hrnet import HRNet
+from medlight.nets.pspnet import PSPNet
+from medlight.nets.segformer import SegFormer
 from medlight.nets.unet import AttentionResUNet, EncoderDecoderUNet, ResUNet, UNet
 from medlight.nets.varnet import VarNet, ZeroFilled
 
@@ -8,8 +13,13 @@ __all__ = [
     "ABNOutput",
     "AttentionBranchNetwork",
     "AttentionResUNet",
+    "DeepLabV3Plus",
     "EncoderDecoderUNet",
+    "HRNet",
+    "PSPNet",
+    "PadToMultiple",
     "ResUNet",
+    "SegFormer",
     "UNet",
     "VarNet",
     "ZeroFilled",

@@ -13,6 +13,7 @@ import pandas as pd
 from medlight.studies import figures
 from medlight.studies.report import (
     collect,
+    cost_table,
     leaders,
     lower_is_better,
     paired_tests,
@@ -84,6 +85,9 @@ def _sections(study, budget, collected, summary, detail, tests, best, figs) -> l
     out.append(("Results: mean ± std over runs (each run: mean over its test cases)", summary))
     if not detail.empty:
         out.append(("Per class", detail))
+    cost = cost_table(runs, study.variants)
+    if not cost.empty:
+        out.append(("Cost: parameters, training seconds per epoch/step, network seconds per test case", cost))
     out.append(
         (
             "Leader per metric",

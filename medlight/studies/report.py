@@ -165,3 +165,19 @@ def leaders(cases: pd.DataFrame, metrics: list[str]) -> dict[str, str]:
     """The variant with the best mean of each metric."""
     means = cases.groupby("variant")[metrics].mean()
     return {m: str(means[m].idxmin() if lower_is_better(m) else means[m].idxmax()) for m in metrics}
+
+
+COST_COLUMNS = ("params", "train_seconds_per_epoch", "train_seconds_per_step", "inference_seconds_per_case")
+
+
+def cost_table(runs: pd.DataFrame, variants: list[str]) -> pd.DataFrame:
+    """Mean over runs of each variant's cost (from ``medlight.callbacks.RunTiming``); empty without it."""
+    columns = [c for c in COST_COLUMNS if c in runs]
+    if not columns or runs.empty:
+        return pd.DataFrame()
+    means = runs.groupby("variant")[columns].mean()
+    rows = [{"variant": v, **means.loc[v].to_dict()} for v in variants if v in means.index]
+    table = pd.DataFrame(rows)
+    if "params" in table:
+        table["params"] = table["params"].map(lambda p: f"{p / 1e6:.2f} M" if p == p else "")
+    return table.round(4)
