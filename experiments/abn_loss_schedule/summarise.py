@@ -12,9 +12,7 @@ import sys
 
 import pandas as pd
 
-METRICS = [
-    f"{level}_{m}" for level in ("slice", "patient") for m in ("accuracy", "sensitivity", "specificity", "auc")
-]
+METRICS = [f"{level}_{m}" for level in ("slice", "patient") for m in ("accuracy", "sensitivity", "specificity", "auc")]
 
 
 def summarise(runs_csv: str) -> pd.DataFrame:
