@@ -56,8 +56,8 @@ def test_unlabeled_stream_never_carries_a_label(tmp_path: Path) -> None:
     root = make_msd(tmp_path / "msd", n=12, shape=(20, 20, 16))
     dm = make_dm(root, batch_size=1, unlabeled_batch_size=2, samples_per_volume=2)
     dm.prepare_data()
+    attach(dm, semi=True)  # as Lightning does: the trainer is attached before setup
     dm.setup("fit")
-    attach(dm, semi=True)
     subset = dm.labeled_subset()
     train = set(dm.splits.train_ids(0))
     assert set(subset.labeled) | set(subset.unlabeled) == train and not set(subset.labeled) & set(subset.unlabeled)
@@ -80,8 +80,8 @@ def test_unlabeled_stream_never_carries_a_label(tmp_path: Path) -> None:
 def test_a_supervised_task_gets_the_labeled_cases_only(tmp_path: Path) -> None:
     root = make_msd(tmp_path / "msd", n=12, shape=(20, 20, 16))
     dm = make_dm(root, batch_size=1)
+    attach(dm, semi=False)  # as Lightning does: the trainer is attached before setup
     dm.setup("fit")
-    attach(dm, semi=False)
     ids = {cid for batch in dm.train_dataloader() for cid in batch["case_id"]}
     assert ids == set(dm.labeled_subset().labeled)
 
@@ -89,8 +89,8 @@ def test_a_supervised_task_gets_the_labeled_cases_only(tmp_path: Path) -> None:
 def test_all_labeled_leaves_nothing_for_a_semi_supervised_task(tmp_path: Path) -> None:
     root = make_msd(tmp_path / "msd", n=8, shape=(20, 20, 16))
     dm = make_dm(root, labeled_fraction=1.0)
+    attach(dm, semi=True)  # as Lightning does: the trainer is attached before setup
     dm.setup("fit")
-    attach(dm, semi=True)
     with pytest.raises(ConfigError, match="no unlabeled case"):
         dm.train_dataloader()
 
