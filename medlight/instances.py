@@ -71,12 +71,17 @@ def watershed_instances(
     orphans = connected_components(mask & ~reached)
     markers[orphans > 0] = orphans[orphans > 0] + markers.max()
     relief = -np.asarray(centre, np.float32) + (np.asarray(boundary, np.float32) if boundary is not None else 0)
-    result = watershed(relief, markers, mask=mask)
-    if min_size > 0:
-        small = np.bincount(result.ravel()) < min_size
+    return remove_small_objects(watershed(relief, markers, mask=mask), min_size)
+
+
+def remove_small_objects(labels: NDArray, min_size: int) -> NDArray[np.int32]:
+    """``labels`` without objects of fewer than ``min_size`` pixels, renumbered 1..n."""
+    labels = np.asarray(labels)
+    if min_size > 1:
+        small = np.bincount(labels.ravel()) < min_size
         small[0] = False
-        result[small[result]] = 0
-    return _renumber(result)
+        labels = np.where(small[labels], 0, labels)
+    return _renumber(labels)
 
 
 def _renumber(labels: NDArray) -> NDArray[np.int32]:
@@ -106,12 +111,7 @@ def slice_instances(labels: NDArray, classes: tuple[int, ...], axis: int = 2, mi
     out = np.zeros(foreground.shape, np.int32)
     for i in range(foreground.shape[axis]):
         index = (slice(None),) * axis + (i,)
-        components = connected_components(foreground[index], connectivity=1)
-        if min_size > 1:
-            small = np.bincount(components.ravel()) < min_size
-            small[0] = False
-            components[small[components]] = 0
-        out[index] = _renumber(components)
+        out[index] = remove_small_objects(connected_components(foreground[index], connectivity=1), min_size)
     return out
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
+from itertools import product
 from typing import Any, Literal
 
 import numpy as np
@@ -18,7 +19,7 @@ from torch import Tensor, nn
 
 from medlight.data.instance import IMAGE, INSTANCES, TARGETS
 from medlight.errors import ConfigError
-from medlight.instances import CentreBoundaryLoss, watershed_instances
+from medlight.instances import CentreBoundaryLoss, remove_small_objects, watershed_instances
 from medlight.metrics.instance import instance_scores
 from medlight.metrics.segmentation import PerCaseMetrics
 from medlight.reporting import write_table
@@ -36,6 +37,19 @@ class Watershed:
     min_size: int = 4
 
 
+@dataclass(frozen=True)
+class WatershedGrid:
+    """Candidate post-processing settings, tried on the validation slices before the test.
+
+    Every combination is scored by mean panoptic quality over the validation slices with the weights
+    being tested; the best one is used for the test (ties: the first in grid order).
+    """
+
+    threshold: tuple[float, ...] = (0.3, 0.4, 0.5, 0.6, 0.7)
+    centre_threshold: tuple[float, ...] = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+    min_size: tuple[int, ...] = (4, 10, 20, 40)
+
+
 class InstanceSegmentationTask(MedlightTask):
     """Train a 3-output network (foreground, boundary, centre-ness logits) and evaluate object by object.
 
@@ -43,6 +57,9 @@ class InstanceSegmentationTask(MedlightTask):
         net: any ``nn.Module`` mapping (B, C_in, H, W) to (B, 3, H, W) logits, e.g. a ``medlight.nets.UNet``
             with ``out_channels: 3``.
         watershed: post-processing of the predicted maps at validation, test and predict.
+        tune_watershed: if given, the watershed settings are chosen from this grid on the validation
+            slices at the start of every test (with the weights under test), replacing ``watershed``;
+            the table of all candidates goes to ``metrics/watershed_tuning.csv``.
         boundary_weight: weight of the boundary term of the loss.
         centre_weight: weight of the centre-ness term of the loss.
         divisible: whole slices are padded to a multiple of this (the network's total stride).
@@ -58,6 +75,7 @@ class InstanceSegmentationTask(MedlightTask):
         self,
         net: nn.Module,
         watershed: Watershed = Watershed(),
+        tune_watershed: WatershedGrid | None = None,
         boundary_weight: float = 1.0,
         centre_weight: float = 1.0,
         divisible: int = 16,
@@ -69,10 +87,11 @@ class InstanceSegmentationTask(MedlightTask):
         max_nonfinite_steps: int = 10,
     ) -> None:
         super().__init__(optimizer, scheduler, scheduler_interval, nonfinite_loss, max_nonfinite_steps)
-        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler", "watershed"])
+        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler", "watershed", "tune_watershed"])
         self.net = net
         self.loss = CentreBoundaryLoss(boundary_weight, centre_weight)
         self.watershed = watershed
+        self.tune_watershed = tune_watershed
         self.divisible = divisible
         self.save_predictions = save_predictions
         self.val_metrics = PerCaseMetrics()
@@ -143,6 +162,47 @@ class InstanceSegmentationTask(MedlightTask):
             return
         self.log_dict({f"val/{k}": v for k, v in _means(values).items()}, sync_dist=False)
 
+    # -- post-processing tuned on validation ----------------------------------------------------------------
+    def on_test_start(self) -> None:
+        if self.tune_watershed is None:
+            return
+        rows = self._tuning_table(self.tune_watershed) if self.trainer.is_global_zero else []
+        # every rank must use the same settings: rank 0 tunes (on its share of the validation slices)
+        best = self.trainer.strategy.broadcast(max(rows, key=lambda r: r["pq"]) if rows else None, src=0)
+        self.watershed = Watershed(best["threshold"], best["centre_threshold"], int(best["min_size"]))
+        if self.trainer.is_global_zero:
+            write_table(rows, self.run_dir / "metrics" / "watershed_tuning.csv")
+            print(
+                f"watershed tuned on {best['slices']} validation slices: threshold {best['threshold']}, "
+                f"centre_threshold {best['centre_threshold']}, min_size {best['min_size']} "
+                f"(val pq {best['pq']:.3f})"
+            )
+
+    def _tuning_table(self, grid: WatershedGrid) -> list[dict[str, Any]]:
+        """Mean validation PQ / AJI / F1 of every grid setting, in grid order."""
+        datamodule: Any = self.trainer.datamodule
+        datamodule.setup("validate")
+        maps, targets = [], []
+        was_training = self.net.training
+        self.net.eval()
+        with torch.no_grad():
+            for batch in datamodule.val_dataloader():
+                maps.append(self.predict_maps(batch[IMAGE].to(self.device))[0].float().cpu().numpy())
+                targets.append(batch[INSTANCES][0, 0].numpy())
+        self.net.train(was_training)
+        if not maps:
+            raise ConfigError("tune_watershed needs validation slices, and the validation split holds none")
+        rows = []
+        for threshold, centre_threshold in product(grid.threshold, grid.centre_threshold):
+            # min_size only filters the watershed result: flood once per (threshold, centre_threshold)
+            flooded = [watershed_instances(fg, c, b, threshold, centre_threshold) for fg, b, c in maps]
+            for min_size in grid.min_size:
+                scores = [instance_scores(remove_small_objects(f, min_size), t) for f, t in zip(flooded, targets)]
+                means = {m: float(np.mean([s[m] for s in scores])) for m in ("pq", "aji", "f1", "found", "objects")}
+                setting = Watershed(threshold, centre_threshold, min_size)
+                rows.append({**asdict(setting), **means, "slices": len(scores)})
+        return rows
+
     def on_test_epoch_end(self) -> None:
         index, values = self.test_metrics.compute()
         self.test_metrics.reset()
@@ -167,7 +227,8 @@ class InstanceSegmentationTask(MedlightTask):
         out = self.run_dir / "metrics"
         write_table(rows, out / "test_per_case.csv")
         stds = {f"{m}_std": float(values[:, 0, j].std()) if len(rows) > 1 else 0.0 for j, m in enumerate(METRICS)}
-        (out / "test_summary.json").write_text(json.dumps({"cases": len(rows), **summary, **stds}, indent=1) + "\n")
+        record = {"cases": len(rows), **summary, **stds, **{f"watershed_{k}": v for k, v in asdict(self.watershed).items()}}
+        (out / "test_summary.json").write_text(json.dumps(record, indent=1) + "\n")
         print(f"test on {len(rows)} slices: " + "  ".join(f"{k} {summary[k]:.3f}" for k in ("pq", "aji", "f1")))
 
 

@@ -63,6 +63,28 @@ def test_instance_fit_writes_per_case_metrics(tmp_path: Path) -> None:
     assert (tmp_path / "run" / "predictions" / f"{rows[0]['case_id']}.png").is_file()
 
 
+def test_watershed_tuned_on_validation_is_used_for_the_test(tmp_path: Path) -> None:
+    data = make_instance_folder(tmp_path / "cells", n=10)
+    grid = '{"threshold": [0.3, 0.6], "centre_threshold": [0.5, 0.8], "min_size": [1, 30]}'
+    args = ["fit", "--config", str(MODEL), "--config", str(REPO / "configs" / "trainer" / "cpu.yaml"),
+            "--data", "medlight.data.InstanceDataModule", "--data.dataset", str(data),
+            "--data.patch_size", "[24, 24]", "--data.batch_size", "4", "--data.num_folds", "2",
+            "--model.init_args.tune_watershed", grid, "--trainer.max_steps", "3", "--trainer.max_epochs", "1",
+            "--trainer.enable_progress_bar", "false", "--tracking.wandb", "disabled",
+            "--trainer.default_root_dir", str(tmp_path / "run")]  # fmt: skip
+    assert run_cli(args) == 0
+    with (tmp_path / "run" / "metrics" / "watershed_tuning.csv").open() as f:
+        table = list(csv.DictReader(f))
+    assert len(table) == 8 and {r["min_size"] for r in table} == {"1", "30"}
+    assert all(int(r["slices"]) == len(json.loads((data / "instance_splits.json").read_text())["folds"][0])
+               for r in table)  # fmt: skip
+    best = max(table, key=lambda r: float(r["pq"]))  # the first of equals, like the task
+    summary = json.loads((tmp_path / "run" / "metrics" / "test_summary.json").read_text())
+    assert summary["watershed_threshold"] == float(best["threshold"])
+    assert summary["watershed_centre_threshold"] == float(best["centre_threshold"])
+    assert summary["watershed_min_size"] == int(best["min_size"])
+
+
 def test_brats_enhancing_tumour_instances() -> None:
     if not (SHARED_DATA / "brats2015_subset").is_dir():
         pytest.skip("../shared/data/brats2015_subset is not present (it is not part of a clone)")

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from medlight.instances import instance_targets, slice_instances, watershed_instances
+from medlight.instances import instance_targets, remove_small_objects, slice_instances, watershed_instances
 from medlight.metrics.instance import instance_scores
 
 
@@ -43,6 +43,13 @@ def test_foreground_without_a_centre_is_kept_and_small_objects_go() -> None:
     assert sorted(np.unique(pred).tolist()) == [0, 1, 2] and pred.dtype == np.int32
     fg[0, 9] = 1  # a single stray pixel
     assert watershed_instances(fg, centre, min_size=2).max() == 2
+
+
+def test_remove_small_objects_renumbers_what_is_left() -> None:
+    labels = np.array([[1, 1, 0, 3], [1, 0, 0, 3], [0, 5, 0, 3]])
+    assert remove_small_objects(labels, 3).tolist() == [[1, 1, 0, 2], [1, 0, 0, 2], [0, 0, 0, 2]]
+    assert remove_small_objects(labels, 1).max() == 3  # nothing removed, ids made consecutive
+    assert remove_small_objects(labels, 4).max() == 0
 
 
 def test_three_dimensional() -> None:
