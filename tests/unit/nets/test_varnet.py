@@ -21,7 +21,7 @@ def _batch(batch: int = 1, coils: int = 2, size: int = 32) -> tuple[torch.Tensor
 
 def _net(**kw: object) -> VarNet:
     torch.manual_seed(0)
-    return VarNet(protocols=["t1", "flair"], centers=["A", "B"], universal_prob=0.0, **{**SMALL, **kw})  # type: ignore[arg-type]
+    return VarNet(protocols=["t1", "flair"], centers=["A", "B"], **{"universal_prob": 0.0, **SMALL, **kw})  # type: ignore[arg-type]
 
 
 def test_router_picks_known_adapters_and_falls_back_to_universal(caplog: pytest.LogCaptureFixture) -> None:
@@ -114,3 +114,17 @@ def test_zero_filled_is_the_rss_of_the_undersampled_data() -> None:
     masked, mask, _ = _batch()
     out = ZeroFilled()(masked, mask)
     assert out.shape == (1, 32, 32) and sum(p.numel() for p in ZeroFilled().parameters()) == 0
+
+
+def test_adapting_a_center_routes_every_training_sample_through_its_adapter() -> None:
+    from medlight.tasks.reconstruction import ReconstructionTask
+
+    task = ReconstructionTask(_net(universal_prob=0.3), trainable="center_adapters", adapt_centers=["B"])
+    task._freeze()
+    assert task.net.router.universal_prob == 0.0  # a universal-routed sample would train nothing
+    masked, mask, full = _batch()
+    task.net.train()
+    for _ in range(5):  # with universal_prob 0.3 one of five would have had no gradient 83% of the time
+        loss = (task.net(masked, mask, ["B"], ["t1"]) - rss(torch.randn_like(full))).pow(2).mean()
+        assert loss.requires_grad
+    assert ReconstructionTask(_net(universal_prob=0.3)).net.router.universal_prob == 0.3  # training all: kept
