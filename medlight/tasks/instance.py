@@ -227,7 +227,8 @@ class InstanceSegmentationTask(MedlightTask):
         out = self.run_dir / "metrics"
         write_table(rows, out / "test_per_case.csv")
         stds = {f"{m}_std": float(values[:, 0, j].std()) if len(rows) > 1 else 0.0 for j, m in enumerate(METRICS)}
-        record = {"cases": len(rows), **summary, **stds, **{f"watershed_{k}": v for k, v in asdict(self.watershed).items()}}
+        settings = {f"watershed_{k}": v for k, v in asdict(self.watershed).items()}  # what the test used
+        record = {"cases": len(rows), **summary, **stds, **settings}
         (out / "test_summary.json").write_text(json.dumps(record, indent=1) + "\n")
         print(f"test on {len(rows)} slices: " + "  ".join(f"{k} {summary[k]:.3f}" for k in ("pq", "aji", "f1")))
 

@@ -121,7 +121,7 @@ class ReconstructionTask(MedlightTask):
         router = getattr(self.net, "router", None)
         if self.trainable == "center_adapters" and router is not None and router.universal_prob > 0:
             # a sample routed to the (frozen) universal adapter would give the new center's adapter no gradient
-            log.info("adaptation: universal_prob %.2f -> 0 (every sample uses its center's adapter)", router.universal_prob)
+            log.info("adaptation: universal_prob %.2f -> 0 (no sample bypasses its center)", router.universal_prob)
             router.universal_prob = 0.0
 
     def _trainable_adapter_parameters(self) -> list[nn.Parameter]:
