@@ -12,11 +12,13 @@ import pandas as pd
 
 from medlight.studies import figures
 from medlight.studies.report import (
+    by_condition,
     collect,
     cost_table,
     leaders,
     lower_is_better,
     paired_tests,
+    per_condition,
     summary_table,
     with_family_means,
 )
@@ -43,16 +45,22 @@ def make_report(
     variants = study.variants
     collected.cases.to_csv(out / "results.csv", index=False)
     collected.runs.drop(columns=["folder"]).to_csv(out / "runs.csv", index=False)
-    summary = summary_table(cases, headline, variants)
-    detail = summary_table(cases, per_class, variants) if per_class else pd.DataFrame()
-    tests = paired_tests(cases, headline, variants, study.baseline) if study.baseline else pd.DataFrame()
+    parts = by_condition(cases, study.conditions)  # a condition (e.g. acceleration) is never pooled
+    summary = per_condition(parts, summary_table, headline, variants)
+    detail = per_condition(parts, summary_table, per_class, variants) if per_class else pd.DataFrame()
+    tests = per_condition(parts, paired_tests, headline, variants, study.baseline) if study.baseline else pd.DataFrame()
+    best = {
+        m + "".join(f", {k} {v}" for k, v in condition.items()): variant
+        for condition, part in parts
+        for m, variant in leaders(part, headline).items()
+    }
     primary = study.primary_metric if study.primary_metric in cases else headline[0]
     figs = {
         "box": figures.box_plot(cases, primary, variants, out / "box_per_case.png"),
         "curves": figures.learning_curves(collected.runs, primary, variants, out / "learning_curves.png"),
         "overlays": figures.overlays(cases, collected.runs, primary, variants, study.baseline, out / "overlays.png"),
     }
-    sections = _sections(study, budget, collected, summary, detail, tests, leaders(cases, headline), figs)
+    sections = _sections(study, budget, collected, summary, detail, tests, best, figs)
     (out / "report.md").write_text(_markdown(study, sections))
     (out / "report.html").write_text(_html(study, sections))
     summary.to_csv(out / "summary.csv", index=False)
@@ -70,7 +78,8 @@ def _sections(study, budget, collected, summary, detail, tests, best, figs) -> l
     facts = [
         f"Budget **{budget}**: {json.dumps(study.budgets.get(budget) or {})}",
         f"Runs: {len(runs)} finished" + _missing(collected.missing),
-        "Grid: " + (", ".join(f"{k} = {v['values']}" for k, v in study.grid.items()) or "none"),
+        "Grid: " + (", ".join(f"{k} = {v['values']}" for k, v in study.grid.items()) or "none")
+        + (f" (conditions, reported apart: {', '.join(study.conditions)})" if study.conditions else ""),
         f"Wall time of all runs: {total_h:.2f} h (sum over runs, one after the other)",
     ]
     if manifest:
@@ -91,7 +100,7 @@ def _sections(study, budget, collected, summary, detail, tests, best, figs) -> l
     out.append(
         (
             "Leader per metric",
-            [f"{m}: **{v}**" + (" (lower is better)" if lower_is_better(m) else "") for m, v in best.items()],
+            [f"{m}: **{v}**" + (" (lower is better)" if lower_is_better(m.split(",")[0]) else "") for m, v in best.items()],
         )
     )
     if not tests.empty:
@@ -101,7 +110,8 @@ def _sections(study, budget, collected, summary, detail, tests, best, figs) -> l
         out.append(
             (
                 f"Paired tests against {study.baseline} (Wilcoxon signed-rank over cases, "
-                "each case averaged over runs; Holm-corrected per metric)",
+                "each case averaged over runs; Holm-corrected per metric"
+                + (f" and {', '.join(study.conditions)})" if study.conditions else ")"),
                 shown,
             )
         )

@@ -94,6 +94,27 @@ def with_family_means(collected: Collected) -> tuple[pd.DataFrame, dict[str, lis
     return cases, families
 
 
+def by_condition(cases: pd.DataFrame, conditions: list[str]) -> list[tuple[dict[str, Any], pd.DataFrame]]:
+    """The per-case table split by the values of the study's conditions (one part when it has none)."""
+    if not conditions:
+        return [({}, cases)]
+    return [
+        (dict(zip(conditions, key if isinstance(key, tuple) else (key,))), part)
+        for key, part in cases.groupby(conditions, sort=True)
+    ]
+
+
+def per_condition(parts: list[tuple[dict[str, Any], pd.DataFrame]], table: Any, *args: Any) -> pd.DataFrame:
+    """``table(part, *args)`` for every condition, stacked, with the condition values as leading columns."""
+    frames = []
+    for condition, part in parts:
+        frame = table(part, *args)
+        for i, (name, value) in enumerate(condition.items()):
+            frame.insert(i, name, value)
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
 def summary_table(cases: pd.DataFrame, metrics: list[str], variants: list[str]) -> pd.DataFrame:
     """Mean +- std over runs (folds x seeds) of each run's mean over cases; one row per variant."""
     per_run = cases.groupby(["variant", "run"])[metrics].mean()

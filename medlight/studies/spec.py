@@ -12,6 +12,8 @@ variants:                                    # what is compared; each adds confi
 grid:                                        # every combination is run for every variant
   fold: {keys: [data.init_args.fold], values: [0, 1, 2]}
   seed: {keys: [seed_everything, data.init_args.seed], values: [0, 1]}
+conditions: []                               # grid factors that are conditions, not repeats (e.g. acceleration):
+                                             # the report summarises and tests each of their values apart
 budgets:                                     # named sets of arguments; the report says which was used
   cpu: {trainer.max_epochs: 12}
   gpu: {trainer.max_epochs: 300, trainer.accelerator: gpu}
@@ -89,6 +91,7 @@ class Study:
     variants: list[str]
     grid: dict[str, dict] = field(default_factory=dict)
     budgets: dict[str, dict] = field(default_factory=dict)
+    conditions: list[str] = field(default_factory=list)
 
     def runs(self, budget: str | None = None) -> list[Run]:
         budget = budget or self.default_budget
@@ -114,6 +117,7 @@ def load_study(folder: str | Path) -> Study:
         "configs",
         "variants",
         "grid",
+        "conditions",
         "budgets",
         "default_budget",
         "baseline",
@@ -127,6 +131,9 @@ def load_study(folder: str | Path) -> Study:
     base = [_resolve(p, folder, root, path) for p in raw.get("configs", [])]
     variants = {name: _variant(spec, folder, root, path) for name, spec in raw["variants"].items()}
     grid = {name: _factor(name, spec, path) for name, spec in (raw.get("grid") or {}).items()}
+    conditions = list(raw.get("conditions") or [])
+    if set(conditions) - set(grid):
+        raise ConfigError(f"{path}: conditions {sorted(set(conditions) - set(grid))} are not grid factors ({sorted(grid)})")
     budgets = raw.get("budgets") or {"default": {}}
     default_budget = raw.get("default_budget", next(iter(budgets)))
     baseline = raw.get("baseline")
@@ -152,6 +159,7 @@ def load_study(folder: str | Path) -> Study:
         list(variants),
         grid,
         budgets,
+        conditions,
     )
 
 

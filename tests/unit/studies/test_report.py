@@ -3,7 +3,14 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from medlight.studies.report import lower_is_better, metric_families, paired_tests, summary_table
+from medlight.studies.report import (
+    by_condition,
+    lower_is_better,
+    metric_families,
+    paired_tests,
+    per_condition,
+    summary_table,
+)
 
 
 def fake_cases() -> pd.DataFrame:
@@ -56,3 +63,18 @@ def test_paired_tests_match_scipy_and_name_the_winner() -> None:
 
 def test_direction_of_metrics() -> None:
     assert lower_is_better("hd95") and lower_is_better("nmse") and not lower_is_better("dice")
+
+
+def test_conditions_are_summarised_and_tested_apart() -> None:
+    low, high = fake_cases().assign(acceleration=4), fake_cases().assign(acceleration=8)
+    high["dice"] -= 0.2  # a harder condition: pooling would mix its values with the easier one's
+    high.loc[high.variant == "good", "dice"] -= 0.1  # and there 'good' is worse than the baseline
+    cases = pd.concat([low, high], ignore_index=True)
+    parts = by_condition(cases, ["acceleration"])
+    assert [c for c, _ in parts] == [{"acceleration": 4}, {"acceleration": 8}]
+    summary = per_condition(parts, summary_table, ["dice"], ["base", "good"])
+    assert list(summary.columns[:2]) == ["acceleration", "variant"] and len(summary) == 4
+    assert summary.loc[0, "dice"] == summary_table(low, ["dice"], ["base"]).loc[0, "dice"]
+    tests = per_condition(parts, paired_tests, ["dice"], ["base", "good"], "base")
+    assert list(tests["verdict"]) == ["better", "worse"] and list(tests["acceleration"]) == [4, 8]
+    assert by_condition(cases, [])[0][1] is cases

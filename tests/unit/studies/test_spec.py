@@ -70,6 +70,7 @@ def test_expansion_of_variants_grid_and_budgets(tmp_path: Path) -> None:
         ({"variants": {"a": []}, "baseline": "z"}, "baseline 'z'"),
         ({"variants": {"a": []}, "grid": {"fold": [0, 1]}}, "needs `keys`"),
         ({"variants": {"a": []}, "colour": 1}, "unknown keys"),
+        ({"variants": {"a": []}, "grid": {"seed": {"key": "s", "values": [0]}}, "conditions": ["fold"]}, "not grid"),
     ],
 )
 def test_bad_study_files(tmp_path: Path, content: dict, message: str) -> None:
