@@ -123,10 +123,13 @@ class SegmentationTask(MedlightTask):
         return predict_probabilities(self.net, image, inferer, self.inference.mirror_axes)
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        image, label = batch[IMAGE], batch[LABEL]
-        pred = self.predict_volume(image)[0].argmax(0, keepdim=True)
-        values = case_metrics(pred.cpu(), label[0].cpu().as_subclass(Tensor), self.num_classes, _spacing(label[0]))
-        self.val_metrics.update(batch["case_index"], values)
+        self.val_metrics.update(batch["case_index"], self.validation_case_values(batch, self.predict_volume(batch[IMAGE])))
+
+    def validation_case_values(self, batch: dict, probs: Tensor) -> Tensor:
+        """Per-class metrics of one validation case from its (1, C, *spatial) probabilities."""
+        label = batch[LABEL][0]
+        pred = probs[0].argmax(0, keepdim=True)
+        return case_metrics(pred.cpu(), label.cpu().as_subclass(Tensor), self.num_classes, _spacing(label))
 
     def on_validation_epoch_end(self) -> None:
         index, values = self.val_metrics.compute()
