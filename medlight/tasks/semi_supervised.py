@@ -37,7 +37,7 @@ from medlight.losses.semi_supervised import (
     topk_fuzzy_targets,
     weighted_soft_cross_entropy,
 )
-from medlight.metrics.segmentation import PerCaseMetrics, summarise
+from medlight.metrics.segmentation import PerCaseMetrics
 from medlight.tasks.base import default_optimizer
 from medlight.tasks.segmentation import SegmentationTask
 
@@ -255,11 +255,5 @@ class TeacherStudentTask(SegmentationTask):
 
     def on_validation_epoch_end(self) -> None:
         super().on_validation_epoch_end()
-        if not self.validate_both:
-            return
-        _, values = self.other_val_metrics.compute()
-        self.other_val_metrics.reset()
-        if self.trainer.sanity_checking:
-            return
-        summary = summarise(values, self.spec.class_names)  # type: ignore[union-attr]
-        self.log_dict({f"val_{self.other_network}/{k}": v for k, v in summary.items()}, sync_dist=False)
+        if self.validate_both:
+            self.log_validation(self.other_val_metrics, f"val_{self.other_network}")
