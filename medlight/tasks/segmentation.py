@@ -123,19 +123,29 @@ class SegmentationTask(MedlightTask):
         return predict_probabilities(self.net, image, inferer, self.inference.mirror_axes)
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        image, label = batch[IMAGE], batch[LABEL]
-        pred = self.predict_volume(image)[0].argmax(0, keepdim=True)
-        values = case_metrics(pred.cpu(), label[0].cpu().as_subclass(Tensor), self.num_classes, _spacing(label[0]))
-        self.val_metrics.update(batch["case_index"], values)
+        probs = self.predict_volume(batch[IMAGE])
+        self.val_metrics.update(batch["case_index"], self.validation_case_values(batch, probs))
+
+    def validation_case_values(self, batch: dict, probs: Tensor) -> Tensor:
+        """Per-class metrics of one validation case from its (1, C, *spatial) probabilities."""
+        label = batch[LABEL][0]
+        pred = probs[0].argmax(0, keepdim=True)
+        return case_metrics(pred.cpu(), label.cpu().as_subclass(Tensor), self.num_classes, _spacing(label))
 
     def on_validation_epoch_end(self) -> None:
-        index, values = self.val_metrics.compute()
-        self.val_metrics.reset()
+        result = self.log_validation(self.val_metrics, "val")
+        if result is not None:
+            self._write_rows("val", *result)
+
+    def log_validation(self, metrics: PerCaseMetrics, prefix: str) -> tuple[Tensor, Tensor] | None:
+        """Compute, reset and log ``metrics`` as ``<prefix>/<metric>``; None during the sanity check."""
+        index, values = metrics.compute()
+        metrics.reset()
         if self.trainer.sanity_checking:
-            return
+            return None
         summary = summarise(values, self.spec.class_names)  # type: ignore[union-attr]
-        self.log_dict({f"val/{k}": v for k, v in summary.items()}, sync_dist=False)
-        self._write_rows("val", index, values)
+        self.log_dict({f"{prefix}/{k}": v for k, v in summary.items()}, sync_dist=False)
+        return index, values
 
     def _to_source(self, batch: dict, probs: Tensor, stage: str) -> tuple[Tensor, MetaTensor]:
         """Map (1, C, *spatial) probabilities to the source image's geometry and turn them into labels."""

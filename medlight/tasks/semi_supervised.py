@@ -37,6 +37,7 @@ from medlight.losses.semi_supervised import (
     topk_fuzzy_targets,
     weighted_soft_cross_entropy,
 )
+from medlight.metrics.segmentation import PerCaseMetrics
 from medlight.tasks.base import default_optimizer
 from medlight.tasks.segmentation import SegmentationTask
 
@@ -77,7 +78,8 @@ class TeacherStudentTask(SegmentationTask):
         lambda_c: weight of the contrastive term.
         rampup: sigmoid ramp-up length of both weights, as a share of the run's optimizer steps.
         ema_momentum: teacher momentum (ramped from 0 in the first steps, as Mean Teacher does).
-        evaluate_with: network used for validation, test and predict.
+        evaluate_with: network used for validation (``val/*``, which checkpoints follow), test and predict.
+        validate_both: also validate the other network, logged as ``val_student/*`` (or ``val_teacher/*``).
         (the other arguments: see :class:`SegmentationTask`)
     """
 
@@ -110,6 +112,7 @@ class TeacherStudentTask(SegmentationTask):
         rampup: float = 0.3,
         ema_momentum: float = 0.99,
         evaluate_with: Literal["teacher", "student"] = "teacher",
+        validate_both: bool = True,
     ) -> None:
         super().__init__(
             net, loss, optimizer, scheduler, scheduler_interval, inference, postprocessing, save_predictions,
@@ -124,7 +127,8 @@ class TeacherStudentTask(SegmentationTask):
         self.contrastive, self.projection_dim = contrastive, projection_dim
         self.temperature, self.prototype_confidence = temperature, prototype_confidence
         self.lambda_u, self.lambda_c, self.rampup = lambda_u, lambda_c, rampup
-        self.ema_momentum, self.evaluate_with = ema_momentum, evaluate_with
+        self.ema_momentum, self.evaluate_with, self.validate_both = ema_momentum, evaluate_with, validate_both
+        self.other_val_metrics = PerCaseMetrics()
         self.projector: nn.Module | None = None
         self.class_frequency: ClassFrequencyEMA | None = None
         self.teacher: nn.ModuleDict | None = None
@@ -232,8 +236,24 @@ class TeacherStudentTask(SegmentationTask):
             ema_update_(self.teacher["projector"], self.projector, momentum)
 
     # -- evaluation with the teacher (default) or the student --------------------------------------------
-    def predict_volume(self, image: Tensor) -> Tensor:
+    @property
+    def other_network(self) -> str:
+        return "student" if self.evaluate_with == "teacher" else "teacher"
+
+    def predict_volume(self, image: Tensor, network: str | None = None) -> Tensor:
+        """Softmax probabilities by sliding window, from ``network`` (default: ``evaluate_with``)."""
         assert self.spec is not None and self.teacher is not None
-        net = self.teacher["net"] if self.evaluate_with == "teacher" else self.net
+        net = self.teacher["net"] if (network or self.evaluate_with) == "teacher" else self.net
         inferer = build_inferer(self.spec.patch_size, self.inference, self.spec.slice_axis)
         return predict_probabilities(net, image, inferer, self.inference.mirror_axes)
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        super().validation_step(batch, batch_idx)
+        if self.validate_both:
+            probs = self.predict_volume(batch[IMAGE], self.other_network)
+            self.other_val_metrics.update(batch["case_index"], self.validation_case_values(batch, probs))
+
+    def on_validation_epoch_end(self) -> None:
+        super().on_validation_epoch_end()
+        if self.validate_both:
+            self.log_validation(self.other_val_metrics, f"val_{self.other_network}")

@@ -41,6 +41,8 @@ def test_farcluss_fits_updates_its_teacher_and_tests(msd_session: Path, tmp_path
     for column in ("train/loss_sup", "train/loss_unsup", "train/loss_contrast", "train/class_weight_ball"):
         assert logged[column].notna().any(), column
     assert (logged["train/loss_contrast"].dropna() > 0).any()  # every voxel is 'confident' at threshold 0
+    # validation scores the teacher (val/*, which checkpoints follow) and the student (val_student/*)
+    assert logged["val/dice"].notna().any() and logged["val_student/dice"].notna().any()
 
 
 @pytest.mark.parametrize(
@@ -54,6 +56,9 @@ def test_farcluss_fits_updates_its_teacher_and_tests(msd_session: Path, tmp_path
 def test_mean_teacher_and_ablations_run(msd_session: Path, tmp_path: Path, extra: list[str]) -> None:
     args = semi_args(msd_session, tmp_path / "run", "--data.labeled_split_file", str(tmp_path / "l.json"), *extra)
     assert run_cli([*args, "--test_after_fit", "false"]) == 0
+    logged = pd.read_csv(tmp_path / "run" / "metrics.csv")
+    other = "val_teacher/dice" if "student" in extra else "val_student/dice"
+    assert logged["val/dice"].notna().any() and logged[other].notna().any()
 
 
 def test_teacher_student_needs_the_semi_supervised_data_module(msd_session: Path, tmp_path: Path, capsys) -> None:
