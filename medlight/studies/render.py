@@ -78,7 +78,8 @@ def _sections(study, budget, collected, summary, detail, tests, best, figs) -> l
     facts = [
         f"Budget **{budget}**: {json.dumps(study.budgets.get(budget) or {})}",
         f"Runs: {len(runs)} finished" + _missing(collected.missing),
-        "Grid: " + (", ".join(f"{k} = {v['values']}" for k, v in study.grid.items()) or "none")
+        "Grid: "
+        + (", ".join(f"{k} = {v['values']}" for k, v in study.grid.items()) or "none")
         + (f" (conditions, reported apart: {', '.join(study.conditions)})" if study.conditions else ""),
         f"Wall time of all runs: {total_h:.2f} h (sum over runs, one after the other)",
     ]
@@ -100,7 +101,7 @@ def _sections(study, budget, collected, summary, detail, tests, best, figs) -> l
     out.append(
         (
             "Leader per metric",
-            [f"{m}: **{v}**" + (" (lower is better)" if lower_is_better(m.split(",")[0]) else "") for m, v in best.items()],
+            [f"{m}: **{v}**" + (" (lower is better)" if lower_is_better(_metric(m)) else "") for m, v in best.items()],
         )
     )
     if not tests.empty:
@@ -216,3 +217,8 @@ def _to_wandb(
         run.finish()
     except Exception as err:  # the report on disk is what matters; the dashboard is a copy
         print(f"wandb: could not log the report ({type(err).__name__}: {err})")
+
+
+def _metric(leader_key: str) -> str:
+    """The metric of a leader key such as ``psnr, acceleration 4``."""
+    return leader_key.split(",")[0]

@@ -132,8 +132,8 @@ def load_study(folder: str | Path) -> Study:
     variants = {name: _variant(spec, folder, root, path) for name, spec in raw["variants"].items()}
     grid = {name: _factor(name, spec, path) for name, spec in (raw.get("grid") or {}).items()}
     conditions = list(raw.get("conditions") or [])
-    if set(conditions) - set(grid):
-        raise ConfigError(f"{path}: conditions {sorted(set(conditions) - set(grid))} are not grid factors ({sorted(grid)})")
+    if not_factors := sorted(set(conditions) - set(grid)):
+        raise ConfigError(f"{path}: conditions {not_factors} are not grid factors ({sorted(grid)})")
     budgets = raw.get("budgets") or {"default": {}}
     default_budget = raw.get("default_budget", next(iter(budgets)))
     baseline = raw.get("baseline")

@@ -168,7 +168,7 @@ class InstanceSegmentationTask(MedlightTask):
             return
         rows = self._tuning_table(self.tune_watershed) if self.trainer.is_global_zero else []
         # every rank must use the same settings: rank 0 tunes (on its share of the validation slices)
-        best = self.trainer.strategy.broadcast(max(rows, key=lambda r: r["pq"]) if rows else None, src=0)
+        best: dict[str, Any] = self.trainer.strategy.broadcast(max(rows, key=lambda r: r["pq"]) if rows else {}, src=0)
         self.watershed = Watershed(best["threshold"], best["centre_threshold"], int(best["min_size"]))
         if self.trainer.is_global_zero:
             write_table(rows, self.run_dir / "metrics" / "watershed_tuning.csv")
@@ -180,7 +180,7 @@ class InstanceSegmentationTask(MedlightTask):
 
     def _tuning_table(self, grid: WatershedGrid) -> list[dict[str, Any]]:
         """Mean validation PQ / AJI / F1 of every grid setting, in grid order."""
-        datamodule: Any = self.trainer.datamodule
+        datamodule: Any = getattr(self.trainer, "datamodule", None)
         datamodule.setup("validate")
         maps, targets = [], []
         was_training = self.net.training
