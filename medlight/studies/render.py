@@ -49,11 +49,11 @@ def make_report(
     summary = per_condition(parts, summary_table, headline, variants)
     detail = per_condition(parts, summary_table, per_class, variants) if per_class else pd.DataFrame()
     tests = per_condition(parts, paired_tests, headline, variants, study.baseline) if study.baseline else pd.DataFrame()
-    best = {
-        m + "".join(f", {k} {v}" for k, v in condition.items()): variant
+    best = [  # (metric, condition, leading variant)
+        (m, "".join(f", {k} {v}" for k, v in condition.items()), variant)
         for condition, part in parts
         for m, variant in leaders(part, headline).items()
-    }
+    ]
     primary = study.primary_metric if study.primary_metric in cases else headline[0]
     figs = {
         "box": figures.box_plot(cases, primary, variants, out / "box_per_case.png"),
@@ -101,7 +101,7 @@ def _sections(study, budget, collected, summary, detail, tests, best, figs) -> l
     out.append(
         (
             "Leader per metric",
-            [f"{m}: **{v}**" + (" (lower is better)" if lower_is_better(_metric(m)) else "") for m, v in best.items()],
+            [f"{m}{where}: **{v}**" + (" (lower is better)" if lower_is_better(m) else "") for m, where, v in best],
         )
     )
     if not tests.empty:
@@ -217,8 +217,3 @@ def _to_wandb(
         run.finish()
     except Exception as err:  # the report on disk is what matters; the dashboard is a copy
         print(f"wandb: could not log the report ({type(err).__name__}: {err})")
-
-
-def _metric(leader_key: str) -> str:
-    """The metric of a leader key such as ``psnr, acceleration 4``."""
-    return leader_key.split(",")[0]
