@@ -25,10 +25,11 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities import rank_zero_info
 
-from medlight.callbacks.manifest import RunManifest
-from medlight.checkpointing import AtomicCheckpointIO
 from medlight.errors import MedlightError
-from medlight.tracking import Tracking, build_loggers
+from medlight.runs.checkpointing import AtomicCheckpointIO
+from medlight.runs.layout import RunLayout
+from medlight.runs.manifest import RunManifest
+from medlight.runs.tracking import Tracking, build_loggers
 
 DEFAULT_RUN_DIR = "runs/default"
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
@@ -72,7 +73,7 @@ class MedlightCLI(LightningCLI):
             all_callbacks += defaults
         for cb in all_callbacks:
             if isinstance(cb, ModelCheckpoint) and cb.dirpath is None:
-                cb.dirpath = str(run_dir / "checkpoints")
+                cb.dirpath = str(RunLayout(run_dir).checkpoints)
         callbacks.append(RunManifest(self._resolved_config()))
         plugins = config.get("plugins") or []
         plugins = plugins if isinstance(plugins, list) else [plugins]
@@ -91,7 +92,7 @@ class MedlightCLI(LightningCLI):
     # -- fit: resume, then test ---------------------------------------------------------------------------
     def before_fit(self) -> None:
         cfg = self.config_init["fit"]
-        last = Path(self.trainer.default_root_dir) / "checkpoints" / "last.ckpt"
+        last = RunLayout(Path(self.trainer.default_root_dir)).last_checkpoint
         if cfg.get("ckpt_path") is None and cfg.get("resume") and last.is_file():
             rank_zero_info(f"Resuming from {last}")
             cfg["ckpt_path"] = str(last)

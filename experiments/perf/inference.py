@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import header, median, table  # noqa: E402
 
 from medlight.data import SegmentationSpec  # noqa: E402
-from medlight.inference import Inference  # noqa: E402
+from medlight.ops.inference import Inference  # noqa: E402
 from medlight.nets import ResUNet  # noqa: E402
 from medlight.tasks import SegmentationTask  # noqa: E402
 

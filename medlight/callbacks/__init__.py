@@ -1,6 +1,6 @@
-"""Lightning callbacks of medlight."""
+"""Old home of the run callbacks, kept so that configs naming ``medlight.callbacks.RunTiming`` still load."""
 
-from medlight.callbacks.manifest import RunManifest
-from medlight.callbacks.timing import RunTiming
+from medlight.runs.manifest import RunManifest
+from medlight.runs.timing import RunTiming
 
 __all__ = ["RunManifest", "RunTiming"]

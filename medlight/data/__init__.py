@@ -1,12 +1,15 @@
-"""Datasets on disk -> checked, split, transformed, cached batches."""
+"""Datasets on disk -> checked, split, transformed, cached batches.
 
-from medlight.data.classification import ClassificationDataModule, SliceAugmentation
+Shared by every kind of work: ``datalist`` (find cases), ``integrity`` (check every file), ``problems``,
+``splits``, ``sampling`` and ``base``. One sub-package per kind of work: ``segmentation``,
+``classification``, ``instance``, ``kspace``.
+"""
+
+from medlight.contracts import SegmentationSpec
+from medlight.data.classification import ClassificationDataModule, SliceAugmentation, VolumeSlices
 from medlight.data.instance import InstanceDataModule
-from medlight.data.kspace_datamodule import KspaceDataModule
-from medlight.data.segmentation import SegmentationDataModule, SegmentationSpec
-from medlight.data.semi_supervised import SemiSupervisedDataModule
-from medlight.data.slices import VolumeSlices
-from medlight.data.transforms import Augmentation, Preprocessing
+from medlight.data.kspace import KspaceDataModule
+from medlight.data.segmentation import Augmentation, Preprocessing, SegmentationDataModule, SemiSupervisedDataModule
 
 __all__ = [
     "Augmentation",

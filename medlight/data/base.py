@@ -108,6 +108,18 @@ class MedlightDataModule(LightningDataModule):
         sampler: DistributedSampler = DistributedSampler(data, num_replicas=1, rank=0, shuffle=False)
         return DataLoader(data, batch_size=1, sampler=sampler, num_workers=self.num_workers, collate_fn=collate_fn)
 
+    # -- what the run manifest records -------------------------------------------------------------------
+    def run_facts(self) -> dict[str, Any]:
+        """Seeds, fold and split file (with its hash) of this data module, for the run manifest."""
+        splits = getattr(self, "splits", None)
+        return {
+            "data_seed": self.seed,
+            "split_seed": getattr(self, "split_seed", None),
+            "fold": getattr(self, "fold", None),
+            "split_file": str(splits.path) if splits is not None else None,
+            "split_sha256": splits.sha256 if splits is not None else None,
+        }
+
     # -- resumption ----------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """How many training batches have been trained on, saved in every checkpoint.

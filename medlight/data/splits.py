@@ -11,14 +11,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import random
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from medlight.errors import DatasetError
+from medlight.runs.layout import write_json
 
 SPLIT_FORMAT = 1
 
@@ -84,7 +83,10 @@ def load_or_create_splits(
     if path.is_file():
         return _load(path, case_ids, num_folds, seed, test_fraction)
     content = _make(case_ids, num_folds, seed, test_fraction, groups or {})
-    _write_atomically(path, json.dumps(content, indent=1) + "\n")
+    try:
+        write_json(path, content)
+    except OSError as err:
+        raise DatasetError(f"{path}: cannot write the split file ({err}); set split_file to a writable path") from err
     return _load(path, case_ids, num_folds, seed, test_fraction)
 
 
@@ -141,16 +143,3 @@ def _load(path: Path, case_ids: Sequence[str], num_folds: int, seed: int, test_f
 
 def _preview(ids: list[str], n: int = 5) -> str:
     return "[" + ", ".join(ids[:n]) + (", ..." if len(ids) > n else "") + "]"
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as err:
-        raise DatasetError(f"{path}: cannot write the split file ({err}); set split_file to a writable path") from err

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -133,3 +134,15 @@ def per_case_rows(case_ids: Sequence[str], values: Tensor, class_names: Sequence
                 row[f"{metric}_{name}"] = float(case_values[m, c])
         rows.append(row)
     return rows
+
+
+def format_summary(stage: str, summary: dict[str, float], class_names: Sequence[str], cases: int, out: Path) -> str:
+    """Mean +- std (over cases) of every metric per class, as printed after the main job's test."""
+    width = max(len(n) for n in [*class_names, "mean"]) + 2
+    header = "".join(f"{(m + ' (mm)' if m == 'hd95' else m):>17s}" for m in METRICS)
+    lines = [f"\n{stage}: {cases} held-out case(s); per-case tables in {out}", f"{'class':{width}s}{header}"]
+    for name in [*class_names, None]:
+        keys = [f"{m}_{name}" if name else m for m in METRICS]
+        cells = "".join(f"{summary[k]:>10.3f} ± {summary.get(k + '_std', float('nan')):<5.3f}" for k in keys)
+        lines.append(f"{(name or 'mean'):{width}s}{cells}")
+    return "\n".join(lines)

@@ -23,8 +23,8 @@ from monai.apps.reconstruction.networks.nets.complex_unet import ComplexUnet
 from monai.networks.nets import BasicUNet
 from torch import Tensor, nn
 
-from medlight.data.kspace import hard_data_consistency, ifft2c, rss
 from medlight.nets.adapters import AdapterRouter, HierarchicalAdapter
+from medlight.ops.kspace import hard_data_consistency, ifft2c, rss
 
 ACT = ("LeakyReLU", {"negative_slope": 0.1})
 

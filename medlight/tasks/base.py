@@ -9,16 +9,14 @@ from typing import Any, Literal
 import torch
 from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
-from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 from torch import Tensor
 
 from medlight.errors import NonFiniteError
+from medlight.runs.layout import RunLayout, SummaryContributor
+from medlight.tasks.optim import default_optimizer
 
 log = logging.getLogger(__name__)
-
-
-def default_optimizer(params: Any) -> torch.optim.Optimizer:
-    return torch.optim.AdamW(params, lr=1e-3, weight_decay=1e-5)
 
 
 class MedlightTask(LightningModule):
@@ -27,7 +25,7 @@ class MedlightTask(LightningModule):
     Args:
         optimizer: optimizer factory (``class_path``/``init_args`` in config).
         scheduler: learning-rate scheduler factory; a scheduler with ``set_total_steps`` (e.g.
-            :class:`medlight.optim.PolyLR`) gets the trainer's estimated number of optimizer steps.
+            :class:`medlight.tasks.PolyLR`) gets the trainer's estimated number of optimizer steps.
         scheduler_interval: step the scheduler every ``step`` or every ``epoch``.
         nonfinite_loss: on a NaN/Inf loss, ``skip`` the step (no weight update) or ``stop`` training.
         max_nonfinite_steps: stop anyway after this many consecutive skipped steps.
@@ -49,9 +47,13 @@ class MedlightTask(LightningModule):
         self.max_nonfinite_steps = max_nonfinite_steps
         self._nonfinite_streak = 0
         self._skip_update = False
+        self._summaries: dict[str, dict[str, Any]] = {}
 
     def configure_optimizers(self) -> Any:
-        optimizer = self.optimizer_factory(self.parameters())
+        params = [p for p in self.parameters() if p.requires_grad]  # frozen parts (a teacher, a backbone) stay out
+        if not params:  # e.g. the zero-filled baseline: nothing to train
+            return None
+        optimizer = self.optimizer_factory(params)
         if self.scheduler_factory is None:
             return optimizer
         scheduler = self.scheduler_factory(optimizer)
@@ -98,3 +100,26 @@ class MedlightTask(LightningModule):
     def run_dir(self) -> Path:
         """The run folder (the trainer's ``default_root_dir``), where tables and predictions go."""
         return Path(self.trainer.default_root_dir)
+
+    @property
+    def layout(self) -> RunLayout:
+        """The paths of the run folder."""
+        return RunLayout(self.run_dir)
+
+    def set_summary(self, stage: str, summary: dict[str, Any]) -> None:
+        """The stage's summary (means, set-level metrics, ``cases``), written once when the stage ends."""
+        self._summaries[stage] = dict(summary)
+
+    def on_test_end(self) -> None:
+        self._write_summary("test")
+
+    @rank_zero_only
+    def _write_summary(self, stage: str) -> None:
+        """Write ``metrics/<stage>_summary.json`` with what callbacks add to it (e.g. timing), atomically."""
+        summary = self._summaries.pop(stage, None)
+        if summary is None:
+            return
+        for callback in self.trainer.callbacks:  # type: ignore[attr-defined]
+            if isinstance(callback, SummaryContributor):
+                summary.update(callback.summary_items(stage, self))
+        self.layout.write_summary(stage, summary)

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import math
-from typing import Any, Literal
+from typing import Any
 
 import torch
-from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor, nn
 
+from medlight.contracts import ClassificationData, require
 from medlight.errors import ConfigError
+from medlight.keys import Key
 from medlight.losses.abn import AttentionLossSchedule, abn_loss
 from medlight.metrics.classification import (
     SlicePredictions,
@@ -21,9 +21,9 @@ from medlight.metrics.classification import (
     patient_metrics,
     patient_probabilities,
 )
-from medlight.overlays import save_overlays
-from medlight.reporting import write_table
-from medlight.tasks.base import MedlightTask, default_optimizer
+from medlight.runs.layout import write_table
+from medlight.tasks.base import MedlightTask
+from medlight.tasks.overlays import save_overlays
 
 
 class ABNClassificationTask(MedlightTask):
@@ -42,11 +42,7 @@ class ABNClassificationTask(MedlightTask):
         patient_threshold: a patient is diagnosed ``positive_class`` when its mean probability exceeds
             this; None: argmax of the mean softmax.
         overlays_per_class: slices per class drawn in the attention overlays at test.
-        optimizer: optimizer factory.
-        scheduler: scheduler factory.
-        scheduler_interval: ``step`` or ``epoch``.
-        nonfinite_loss: ``skip`` or ``stop`` on a NaN/Inf loss.
-        max_nonfinite_steps: consecutive skipped steps before stopping anyway.
+        **kwargs: optimizer, scheduler and loss-guard settings of :class:`MedlightTask`.
     """
 
     def __init__(
@@ -56,13 +52,9 @@ class ABNClassificationTask(MedlightTask):
         positive_class: int = 1,
         patient_threshold: float | None = None,
         overlays_per_class: int = 3,
-        optimizer: OptimizerCallable = default_optimizer,
-        scheduler: LRSchedulerCallable | None = None,
-        scheduler_interval: Literal["step", "epoch"] = "step",
-        nonfinite_loss: Literal["skip", "stop"] = "skip",
-        max_nonfinite_steps: int = 10,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(optimizer, scheduler, scheduler_interval, nonfinite_loss, max_nonfinite_steps)
+        super().__init__(**kwargs)
         self.save_hyperparameters(ignore=["net", "schedule", "optimizer", "scheduler"])
         self.net = net
         self.schedule = schedule
@@ -74,13 +66,17 @@ class ABNClassificationTask(MedlightTask):
         self.test_store = SlicePredictions()
         self._panels: dict[int, list[dict]] = {}
 
+    @property
+    def datamodule_(self) -> ClassificationData:
+        """The trainer's data module, checked against what this task reads from it."""
+        return require(getattr(self.trainer, "datamodule", None), ClassificationData, type(self).__name__)
+
     def setup(self, stage: str) -> None:
-        datamodule = getattr(self.trainer, "datamodule", None)
-        classes = len(getattr(datamodule, "class_names", []) or [])
+        spec = self.datamodule_.spec
+        classes, channels = len(spec.class_names), spec.in_channels
         if classes and getattr(self.net, "num_classes", classes) != classes:
             raise ConfigError(f"the network has {self.net.num_classes} classes, the data {classes}: set num_classes")
-        channels = getattr(datamodule, "in_channels", None)
-        if channels is not None and getattr(self.net, "in_channels", channels) != channels:
+        if getattr(self.net, "in_channels", channels) != channels:
             raise ConfigError(
                 f"the network takes {self.net.in_channels} channel(s), the data has {channels}: set in_channels"
             )
@@ -105,20 +101,27 @@ class ABNClassificationTask(MedlightTask):
             self.log("train/alpha", self.alpha, on_step=False, on_epoch=True)
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
-        att_logits, per_logits, att_map = self.net(batch["image"])
+        att_logits, per_logits, att_map = self.net(batch[Key.IMAGE])
         terms = abn_loss(
-            att_logits, per_logits, att_map, batch["label"], self.schedule, self.alpha, batch["mask"], batch["has_mask"]
+            att_logits,
+            per_logits,
+            att_map,
+            batch[Key.LABEL],
+            self.schedule,
+            self.alpha,
+            batch[Key.MASK],
+            batch["has_mask"],
         )
         loss = self.guard_loss(terms["loss"])
-        size = batch["image"].shape[0]
+        size = batch[Key.IMAGE].shape[0]
         self.log("train/loss", loss, prog_bar=True, batch_size=size)
         self.log_dict({f"train/l_{k}": v for k, v in terms.items() if k != "loss"}, batch_size=size)
         return loss
 
     # -- evaluation ------------------------------------------------------------------------------------
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        probs = self(batch["image"])
-        self.val_store.update(probs, batch["label"], batch["case_index"], batch["slice_index"])
+        probs = self(batch[Key.IMAGE])
+        self.val_store.update(probs, batch[Key.LABEL], batch[Key.CASE_INDEX], batch[Key.SLICE_INDEX])
 
     def on_validation_epoch_end(self) -> None:
         state = self.val_store.compute()
@@ -129,9 +132,9 @@ class ABNClassificationTask(MedlightTask):
         self.log_dict({f"val/{k}": v for k, v in summary.items() if not math.isnan(v)}, sync_dist=False)
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
-        att_logits, per_logits, att_map = self.net(batch["image"])
+        att_logits, per_logits, att_map = self.net(batch[Key.IMAGE])
         probs = torch.softmax(per_logits, dim=1)
-        self.test_store.update(probs, batch["label"], batch["case_index"], batch["slice_index"])
+        self.test_store.update(probs, batch[Key.LABEL], batch[Key.CASE_INDEX], batch[Key.SLICE_INDEX])
         self._keep_panels(batch, probs, att_map)
 
     def on_test_epoch_end(self) -> None:
@@ -156,29 +159,25 @@ class ABNClassificationTask(MedlightTask):
 
     # -- outputs --------------------------------------------------------------------------------------
     def _keep_panels(self, batch: dict, probs: Tensor, att_map: Tensor) -> None:
-        for i, label in enumerate(batch["label"].tolist()):
+        for i, label in enumerate(batch[Key.LABEL].tolist()):
             panels = self._panels.setdefault(label, [])
             if len(panels) < self.overlays_per_class:
                 title = (
                     f"{batch['unit'][i]} slice {int(batch['slice_index'][i])}: class {label}, p={probs[i, label]:.2f}"
                 )
                 panels.append(
-                    {"image": batch["image"][i].detach().cpu(), "map": att_map[i].detach().cpu(), "title": title}
+                    {"image": batch[Key.IMAGE][i].detach().cpu(), "map": att_map[i].detach().cpu(), "title": title}
                 )
 
     @rank_zero_only
     def _write_outputs(self, state: dict[str, Tensor], summary: dict[str, float]) -> None:
-        datamodule: Any = self.trainer.datamodule  # type: ignore[attr-defined]
-        names, ids = datamodule.class_names, datamodule.case_ids
-        out = self.run_dir / "metrics"
-        write_table(
-            _patient_rows(state, ids, names, self.positive_class, self.patient_threshold), out / "test_per_case.csv"
-        )
-        write_table(_slice_rows(state, ids), out / "test_slices.csv")
+        datamodule = self.datamodule_
+        names, ids = datamodule.spec.class_names, datamodule.case_ids
+        rows = _patient_rows(state, ids, names, self.positive_class, self.patient_threshold)
+        write_table(rows, self.layout.per_case("test"))
+        write_table(_slice_rows(state, ids), self.layout.table("test_slices.csv"))
         cases = int(torch.unique(state["patients"]).numel())
-        (out / "test_summary.json").write_text(
-            json.dumps({"cases": cases, "slices": len(state["labels"]), **summary}, indent=1) + "\n"
-        )
+        self.set_summary("test", {"cases": cases, "slices": len(state["labels"]), **summary})
         panels = [p for label in sorted(self._panels) for p in self._panels[label]]
         if panels:
             path = save_overlays(panels, self.run_dir / "attention" / "test_overlays.png")
@@ -209,7 +208,7 @@ def _patient_rows(state: dict, ids: list[str], names: list[str], positive: int, 
         truth = int(_patient_label(labels[own], positive))
         rows.append(
             {
-                "case_id": ids[p],
+                Key.CASE_ID: ids[p],
                 "label": names[truth],
                 "prediction": names[diag],
                 "correct": float(diag == truth),
@@ -223,7 +222,7 @@ def _patient_rows(state: dict, ids: list[str], names: list[str], positive: int, 
 def _slice_rows(state: dict, ids: list[str]) -> list[dict]:
     return [
         {
-            "case_id": ids[int(p)],
+            Key.CASE_ID: ids[int(p)],
             "slice": int(s),
             "label": int(y),
             **{f"p{c}": round(float(v), 5) for c, v in enumerate(pr)},

@@ -4,33 +4,34 @@ post-processing turns them into objects; panoptic quality, aggregated Jaccard an
 
 from __future__ import annotations
 
-import json
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from itertools import product
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.utilities import rank_zero_only
 from PIL import Image
 from torch import Tensor, nn
 
-from medlight.data.instance import IMAGE, INSTANCES, TARGETS
+from medlight.contracts import InstanceData, require
 from medlight.errors import ConfigError
-from medlight.instances import CentreBoundaryLoss, remove_small_objects, watershed_instances
+from medlight.keys import Key
+from medlight.losses.instance import CentreBoundaryLoss
 from medlight.metrics.instance import instance_scores
 from medlight.metrics.segmentation import PerCaseMetrics
-from medlight.reporting import write_table
-from medlight.tasks.base import MedlightTask, default_optimizer
+from medlight.ops.instances import remove_small_objects, watershed_instances
+from medlight.runs.layout import write_table
+from medlight.tasks.base import MedlightTask
 
 METRICS = ("pq", "aji", "f1", "sq", "precision", "recall", "objects", "found")
 
 
 @dataclass(frozen=True)
 class Watershed:
-    """Post-processing settings (see :func:`medlight.instances.watershed_instances`)."""
+    """Post-processing settings (see :func:`medlight.ops.instances.watershed_instances`)."""
 
     threshold: float = 0.5
     centre_threshold: float = 0.6
@@ -63,12 +64,8 @@ class InstanceSegmentationTask(MedlightTask):
         boundary_weight: weight of the boundary term of the loss.
         centre_weight: weight of the centre-ness term of the loss.
         divisible: whole slices are padded to a multiple of this (the network's total stride).
-        optimizer: optimizer factory.
-        scheduler: scheduler factory.
-        scheduler_interval: ``step`` or ``epoch``.
         save_predictions: write instance maps (16-bit PNG) at test and predict.
-        nonfinite_loss: ``skip`` or ``stop`` on a NaN/Inf loss.
-        max_nonfinite_steps: consecutive skipped steps before stopping anyway.
+        **kwargs: optimizer, scheduler and loss-guard settings of :class:`MedlightTask`.
     """
 
     def __init__(
@@ -79,14 +76,10 @@ class InstanceSegmentationTask(MedlightTask):
         boundary_weight: float = 1.0,
         centre_weight: float = 1.0,
         divisible: int = 16,
-        optimizer: OptimizerCallable = default_optimizer,
-        scheduler: LRSchedulerCallable | None = None,
-        scheduler_interval: Literal["step", "epoch"] = "step",
         save_predictions: bool = True,
-        nonfinite_loss: Literal["skip", "stop"] = "skip",
-        max_nonfinite_steps: int = 10,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(optimizer, scheduler, scheduler_interval, nonfinite_loss, max_nonfinite_steps)
+        super().__init__(**kwargs)
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler", "watershed", "tune_watershed"])
         self.net = net
         self.loss = CentreBoundaryLoss(boundary_weight, centre_weight)
@@ -97,10 +90,13 @@ class InstanceSegmentationTask(MedlightTask):
         self.val_metrics = PerCaseMetrics()
         self.test_metrics = PerCaseMetrics()
 
+    @property
+    def datamodule_(self) -> InstanceData:
+        """The trainer's data module, checked against what this task reads from it."""
+        return require(getattr(self.trainer, "datamodule", None), InstanceData, type(self).__name__)
+
     def setup(self, stage: str) -> None:
-        spec = getattr(getattr(self.trainer, "datamodule", None), "spec", None)
-        if spec is None or not hasattr(spec, "in_channels"):
-            raise ConfigError(f"{type(self).__name__} needs an instance data module (medlight.data.InstanceDataModule)")
+        spec = self.datamodule_.spec
         x = torch.zeros(1, spec.in_channels, *spec.patch_size, device=self.device)
         try:
             with torch.no_grad():
@@ -121,8 +117,8 @@ class InstanceSegmentationTask(MedlightTask):
         return self.net(x)
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
-        loss = self.guard_loss(self.loss(self.net(batch[IMAGE]), batch[TARGETS]))
-        self.log("train/loss", loss, prog_bar=True, batch_size=batch[IMAGE].shape[0])
+        loss = self.guard_loss(self.loss(self.net(batch[Key.IMAGE]), batch[Key.TARGETS]))
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch[Key.IMAGE].shape[0])
         return loss
 
     # -- inference ----------------------------------------------------------------------------------
@@ -139,9 +135,9 @@ class InstanceSegmentationTask(MedlightTask):
         return watershed_instances(fg, centre, boundary, **asdict(self.watershed))
 
     def _score(self, batch: dict, metrics: PerCaseMetrics) -> np.ndarray:
-        pred = self.predict_instances(batch[IMAGE])
-        scores = instance_scores(pred, batch[INSTANCES][0, 0].cpu().numpy())
-        metrics.update(batch["case_index"], torch.tensor([[scores[m] for m in METRICS]]))
+        pred = self.predict_instances(batch[Key.IMAGE])
+        scores = instance_scores(pred, batch[Key.INSTANCES][0, 0].cpu().numpy())
+        metrics.update(batch[Key.CASE_INDEX], torch.tensor([[scores[m] for m in METRICS]]))
         return pred
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
@@ -150,10 +146,10 @@ class InstanceSegmentationTask(MedlightTask):
     def test_step(self, batch: dict, batch_idx: int) -> None:
         pred = self._score(batch, self.test_metrics)
         if self.save_predictions:
-            self._save(pred, batch["case_id"][0])
+            self._save(pred, batch[Key.CASE_ID][0])
 
     def predict_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
-        self._save(self.predict_instances(batch[IMAGE]), batch["case_id"][0])
+        self._save(self.predict_instances(batch[Key.IMAGE]), batch[Key.CASE_ID][0])
 
     def on_validation_epoch_end(self) -> None:
         index, values = self.val_metrics.compute()
@@ -166,29 +162,28 @@ class InstanceSegmentationTask(MedlightTask):
     def on_test_start(self) -> None:
         if self.tune_watershed is None:
             return
-        rows = self._tuning_table(self.tune_watershed) if self.trainer.is_global_zero else []
+        loader = self.datamodule_.tuning_dataloader() if self.trainer.is_global_zero else None
+        rows = self._tuning_table(self.tune_watershed, loader) if loader is not None else []
         # every rank must use the same settings: rank 0 tunes (on its share of the validation slices)
         best: dict[str, Any] = self.trainer.strategy.broadcast(max(rows, key=lambda r: r["pq"]) if rows else {}, src=0)
         self.watershed = Watershed(best["threshold"], best["centre_threshold"], int(best["min_size"]))
         if self.trainer.is_global_zero:
-            write_table(rows, self.run_dir / "metrics" / "watershed_tuning.csv")
+            write_table(rows, self.layout.table("watershed_tuning.csv"))
             print(
                 f"watershed tuned on {best['slices']} validation slices: threshold {best['threshold']}, "
                 f"centre_threshold {best['centre_threshold']}, min_size {best['min_size']} "
                 f"(val pq {best['pq']:.3f})"
             )
 
-    def _tuning_table(self, grid: WatershedGrid) -> list[dict[str, Any]]:
-        """Mean validation PQ / AJI / F1 of every grid setting, in grid order."""
-        datamodule: Any = getattr(self.trainer, "datamodule", None)
-        datamodule.setup("validate")
+    def _tuning_table(self, grid: WatershedGrid, loader: Iterable[dict]) -> list[dict[str, Any]]:
+        """Mean PQ / AJI / F1 over the slices of ``loader`` (the validation slices) of every grid setting."""
         maps, targets = [], []
         was_training = self.net.training
         self.net.eval()
         with torch.no_grad():
-            for batch in datamodule.val_dataloader():
-                maps.append(self.predict_maps(batch[IMAGE].to(self.device))[0].float().cpu().numpy())
-                targets.append(batch[INSTANCES][0, 0].numpy())
+            for batch in loader:
+                maps.append(self.predict_maps(batch[Key.IMAGE].to(self.device))[0].float().cpu().numpy())
+                targets.append(batch[Key.INSTANCES][0, 0].numpy())
         self.net.train(was_training)
         if not maps:
             raise ConfigError("tune_watershed needs validation slices, and the validation split holds none")
@@ -212,24 +207,22 @@ class InstanceSegmentationTask(MedlightTask):
 
     # -- outputs ---------------------------------------------------------------------------------------
     def _save(self, instances: np.ndarray, case_id: str) -> None:
-        out = self.run_dir / "predictions"
+        out = self.layout.predictions
         out.mkdir(parents=True, exist_ok=True)
         Image.fromarray(instances.astype(np.uint16)).save(out / f"{case_id}.png")
 
     @rank_zero_only
     def _write(self, index: Tensor, values: Tensor, summary: dict[str, float]) -> None:
-        datamodule: Any = getattr(self.trainer, "datamodule", None)
-        case_ids: list[str] = datamodule.case_ids
+        case_ids = self.datamodule_.case_ids
         rows = [
-            {"case_id": case_ids[int(i)], **{m: float(v) for m, v in zip(METRICS, row)}}
+            {Key.CASE_ID: case_ids[int(i)], **{m: float(v) for m, v in zip(METRICS, row)}}
             for i, row in zip(index, values[:, 0])
         ]
-        out = self.run_dir / "metrics"
-        write_table(rows, out / "test_per_case.csv")
+        write_table(rows, self.layout.per_case("test"))
         stds = {f"{m}_std": float(values[:, 0, j].std()) if len(rows) > 1 else 0.0 for j, m in enumerate(METRICS)}
         settings = {f"watershed_{k}": v for k, v in asdict(self.watershed).items()}  # what the test used
         record = {"cases": len(rows), **summary, **stds, **settings}
-        (out / "test_summary.json").write_text(json.dumps(record, indent=1) + "\n")
+        self.set_summary("test", record)
         print(f"test on {len(rows)} slices: " + "  ".join(f"{k} {summary[k]:.3f}" for k in ("pq", "aji", "f1")))
 
 

@@ -8,23 +8,23 @@ Wraps any network called as ``net(masked_kspace, mask, centers, protocols) -> (B
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor, nn
 
+from medlight.contracts import ReconstructionData, require
 from medlight.errors import ConfigError
+from medlight.keys import Key
 from medlight.losses.reconstruction import MSSSIML1Loss
 from medlight.metrics.reconstruction import RECON_METRICS, volume_metrics
 from medlight.metrics.segmentation import PerCaseMetrics
 from medlight.nets.adapters import HierarchicalAdapter
-from medlight.reporting import write_table
-from medlight.tasks.base import MedlightTask, default_optimizer
+from medlight.runs.layout import write_table
+from medlight.tasks.base import MedlightTask
 
 log = logging.getLogger(__name__)
 Trainable = Literal["all", "adapters", "center_adapters"]
@@ -36,9 +36,6 @@ class ReconstructionTask(MedlightTask):
     Args:
         net: the reconstruction network.
         loss: loss of (B, H, W) magnitudes; default MS-SSIM + L1 (:class:`medlight.losses.MSSSIML1Loss`).
-        optimizer: optimizer factory (gets only the trainable parameters).
-        scheduler: scheduler factory.
-        scheduler_interval: ``step`` or ``epoch``.
         init_from: checkpoint whose weights start this run (e.g. the backbone trained on source centers);
             ``{run_dir}`` and ``{run_name}`` are replaced by this run's folder and its name. Missing weights
             (e.g. a new center's adapters) keep their initialisation.
@@ -46,25 +43,21 @@ class ReconstructionTask(MedlightTask):
             ``adapt_centers`` (the backbone and every other adapter frozen).
         adapt_centers: centers whose adapters start as copies of the universal adapter (a new center).
         eval_chunk: slices per forward pass at validation and test.
-        nonfinite_loss: ``skip`` or ``stop`` on a NaN/Inf loss.
-        max_nonfinite_steps: consecutive skipped steps before stopping anyway.
+        **kwargs: optimizer (it gets only the trainable parameters), scheduler and loss-guard settings of
+            :class:`MedlightTask`.
     """
 
     def __init__(
         self,
         net: nn.Module,
         loss: nn.Module | None = None,
-        optimizer: OptimizerCallable = default_optimizer,
-        scheduler: LRSchedulerCallable | None = None,
-        scheduler_interval: Literal["step", "epoch"] = "step",
         init_from: str | None = None,
         trainable: Trainable = "all",
         adapt_centers: list[str] | None = None,
         eval_chunk: int = 8,
-        nonfinite_loss: Literal["skip", "stop"] = "skip",
-        max_nonfinite_steps: int = 10,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(optimizer, scheduler, scheduler_interval, nonfinite_loss, max_nonfinite_steps)
+        super().__init__(**kwargs)
         self.save_hyperparameters(ignore=["net", "loss", "optimizer", "scheduler"])
         self.net = net
         self.loss = loss if loss is not None else MSSSIML1Loss()
@@ -143,25 +136,13 @@ class ReconstructionTask(MedlightTask):
             "center_adapter_share": center / max(total, 1),
         }
 
-    def configure_optimizers(self) -> Any:
-        params = [p for p in self.parameters() if p.requires_grad]
-        if not params:  # e.g. the zero-filled baseline: nothing to train
-            return None
-        optimizer = self.optimizer_factory(params)
-        if self.scheduler_factory is None:
-            return optimizer
-        scheduler = self.scheduler_factory(optimizer)
-        if hasattr(scheduler, "set_total_steps"):
-            scheduler.set_total_steps(int(self.trainer.estimated_stepping_batches))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": self.scheduler_interval}}
-
     # -- steps ---------------------------------------------------------------------------------------
     def forward(self, masked: Tensor, mask: Tensor, centers: list[str], protocols: list[str]) -> Tensor:
         return self.net(masked, mask, centers, protocols)
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor | None:
-        pred = self(batch["masked"], batch["mask"], batch["center"], batch["protocol"])
-        loss = self.loss(pred, batch["target"])
+        pred = self(batch[Key.MASKED], batch[Key.MASK], batch[Key.CENTER], batch[Key.PROTOCOL])
+        loss = self.loss(pred, batch[Key.TARGET])
         if not loss.requires_grad:  # no trainable parameters: nothing to step
             return None
         loss = self.guard_loss(loss)
@@ -170,23 +151,23 @@ class ReconstructionTask(MedlightTask):
 
     def reconstruct_volume(self, batch: dict) -> tuple[Tensor, Tensor]:
         """(slices, H, W) reconstruction and reference of a one-volume batch, in the data's units."""
-        masked, mask, scale = batch["masked"][0], batch["mask"], batch["scale"][0]
+        masked, mask, scale = batch[Key.MASKED][0], batch[Key.MASK], batch[Key.SCALE][0]
         n = masked.shape[0]
         parts = [
-            self(masked[i : i + self.eval_chunk], mask, batch["center"] * n, batch["protocol"] * n)[
+            self(masked[i : i + self.eval_chunk], mask, batch[Key.CENTER] * n, batch[Key.PROTOCOL] * n)[
                 : min(self.eval_chunk, n - i)
             ]
             for i in range(0, n, self.eval_chunk)
         ]
-        return torch.cat(parts) * scale, batch["target"][0] * scale
+        return torch.cat(parts) * scale, batch[Key.TARGET][0] * scale
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         pred, target = self.reconstruct_volume(batch)
-        self.val_metrics.update(batch["case_index"], volume_metrics(pred, target)[None])
+        self.val_metrics.update(batch[Key.CASE_INDEX], volume_metrics(pred, target)[None])
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
         pred, target = self.reconstruct_volume(batch)
-        self.test_metrics.update(batch["case_index"], volume_metrics(pred, target)[None])
+        self.test_metrics.update(batch[Key.CASE_INDEX], volume_metrics(pred, target)[None])
 
     def on_validation_epoch_end(self) -> None:
         index, values = self.val_metrics.compute()
@@ -205,7 +186,7 @@ class ReconstructionTask(MedlightTask):
 
     # -- outputs ---------------------------------------------------------------------------------------
     def _cases(self, index: Tensor) -> list[dict]:
-        meta = self.trainer.datamodule.case_meta  # type: ignore[attr-defined]
+        meta = require(getattr(self.trainer, "datamodule", None), ReconstructionData, type(self).__name__).case_meta
         return [meta[int(i)] for i in index]
 
     def _summary(self, index: Tensor, values: Tensor, with_std: bool = False) -> dict[str, float]:
@@ -226,16 +207,16 @@ class ReconstructionTask(MedlightTask):
         values = values.reshape(len(index), len(RECON_METRICS))
         rows = [
             {
-                "case_id": c["case_id"],
+                Key.CASE_ID: c["case_id"],
                 "center": c["center"],
                 "protocol": c["protocol"],
                 **{m: float(v) for m, v in zip(RECON_METRICS, row)},
             }
             for c, row in zip(self._cases(index), values)
         ]
-        out = self.run_dir / "metrics"
-        write_table(rows, out / "test_per_case.csv")
-        (out / "test_summary.json").write_text(json.dumps({"cases": len(rows), **summary}, indent=1) + "\n")
+        out = self.layout.metrics
+        write_table(rows, self.layout.per_case("test"))
+        self.set_summary("test", {"cases": len(rows), **summary})
         lines = [f"\ntest: {len(rows)} volume(s); per-case table in {out}"]
         lines += [f"  {k:22s} {v:.4f}" for k, v in summary.items() if not k.endswith("_std")]
         print("\n".join(lines), flush=True)

@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
-import json
-from typing import Any, Literal
+from typing import Any
 
 import torch
-from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.utilities import rank_zero_only
 from monai.data import MetaTensor
 from monai.losses import DiceCELoss
 from monai.transforms import SaveImage
 from torch import Tensor, nn
 
-from medlight.data.segmentation import SegmentationSpec
-from medlight.data.transforms import IMAGE, LABEL, LABEL_ORIGINAL
+from medlight.contracts import SegmentationData, SegmentationSpec, SemiSupervisedData, require
 from medlight.errors import ConfigError
-from medlight.inference import Inference, Postprocessing, build_inferer, predict_probabilities, to_labels
-from medlight.metrics.segmentation import PerCaseMetrics, case_metrics, per_case_rows, summarise
-from medlight.reporting import print_summary, write_table
-from medlight.tasks.base import MedlightTask, default_optimizer
+from medlight.keys import Key
+from medlight.metrics.segmentation import PerCaseMetrics, case_metrics, format_summary, per_case_rows, summarise
+from medlight.ops.inference import Inference, Postprocessing, build_inferer, predict_probabilities, to_labels
+from medlight.runs.layout import write_table
+from medlight.tasks.base import MedlightTask
 
 
 class SegmentationTask(MedlightTask):
@@ -32,30 +30,22 @@ class SegmentationTask(MedlightTask):
     Args:
         net: any ``nn.Module`` mapping (B, C_in, *spatial) to (B, classes, *spatial) logits.
         loss: a loss taking (logits, label map); default MONAI DiceCELoss.
-        optimizer: optimizer factory.
-        scheduler: scheduler factory.
-        scheduler_interval: ``step`` or ``epoch``.
         inference: sliding-window settings for validation, test and predict.
         postprocessing: label-map clean-up applied at test and predict.
         save_predictions: write NIfTI (or PNG) predictions at test and predict.
-        nonfinite_loss: ``skip`` or ``stop`` on a NaN/Inf loss.
-        max_nonfinite_steps: consecutive skipped steps before stopping anyway.
+        **kwargs: optimizer, scheduler and loss-guard settings of :class:`MedlightTask`.
     """
 
     def __init__(
         self,
         net: nn.Module,
         loss: nn.Module | None = None,
-        optimizer: OptimizerCallable = default_optimizer,
-        scheduler: LRSchedulerCallable | None = None,
-        scheduler_interval: Literal["step", "epoch"] = "step",
         inference: Inference = Inference(),
         postprocessing: Postprocessing = Postprocessing(),
         save_predictions: bool = True,
-        nonfinite_loss: Literal["skip", "stop"] = "skip",
-        max_nonfinite_steps: int = 10,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(optimizer, scheduler, scheduler_interval, nonfinite_loss, max_nonfinite_steps)
+        super().__init__(**kwargs)
         # only plain values: checkpoints must load with torch's weights_only=True; config.yaml has the rest
         self.save_hyperparameters(ignore=["net", "loss", "optimizer", "scheduler", "inference", "postprocessing"])
         self.net = net
@@ -68,12 +58,19 @@ class SegmentationTask(MedlightTask):
         self.test_metrics = PerCaseMetrics()
 
     # -- set-up: learn the data's shape and check the network fits it -------------------------------------
+    consumes_unlabeled = False  # a teacher-student task trains on a semi-supervised module's unlabeled stream
+
     def setup(self, stage: str) -> None:
         datamodule = self.datamodule_
-        if not hasattr(datamodule, "spec"):
-            raise ConfigError(f"{type(self).__name__} needs a segmentation data module with a `spec`")
         self.spec = datamodule.spec
         self._check_network(self.spec)
+        if isinstance(datamodule, SemiSupervisedData) and datamodule.unlabeled != self.consumes_unlabeled:
+            raise ConfigError(
+                f"{type(self).__name__} trains on labeled batches only, but the data module yields the unlabeled "
+                "stream too: set data.init_args.unlabeled: false"
+                if datamodule.unlabeled
+                else f"{type(self).__name__} needs the unlabeled stream: set data.init_args.unlabeled: true"
+            )
 
     def _check_network(self, spec: SegmentationSpec) -> None:
         x = torch.zeros(1, spec.in_channels, *spec.patch_size, device=self.device)
@@ -96,9 +93,9 @@ class SegmentationTask(MedlightTask):
             )
 
     @property
-    def datamodule_(self) -> Any:
-        """The trainer's data module (the segmentation data module: spec, case ids, geometry inversion)."""
-        return getattr(self.trainer, "datamodule", None)
+    def datamodule_(self) -> SegmentationData:
+        """The trainer's data module, checked against what this task reads from it."""
+        return require(getattr(self.trainer, "datamodule", None), SegmentationData, type(self).__name__)
 
     @property
     def num_classes(self) -> int:
@@ -110,9 +107,9 @@ class SegmentationTask(MedlightTask):
 
     # -- training ------------------------------------------------------------------------------------
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
-        logits = self.net(batch[IMAGE])
-        loss = self.guard_loss(self.loss(logits, batch[LABEL]))
-        self.log("train/loss", loss, prog_bar=True, batch_size=batch[IMAGE].shape[0])
+        logits = self.net(batch[Key.IMAGE])
+        loss = self.guard_loss(self.loss(logits, batch[Key.LABEL]))
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch[Key.IMAGE].shape[0])
         return loss
 
     # -- whole-volume inference ----------------------------------------------------------------------------
@@ -123,12 +120,12 @@ class SegmentationTask(MedlightTask):
         return predict_probabilities(self.net, image, inferer, self.inference.mirror_axes)
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        probs = self.predict_volume(batch[IMAGE])
-        self.val_metrics.update(batch["case_index"], self.validation_case_values(batch, probs))
+        probs = self.predict_volume(batch[Key.IMAGE])
+        self.val_metrics.update(batch[Key.CASE_INDEX], self.validation_case_values(batch, probs))
 
     def validation_case_values(self, batch: dict, probs: Tensor) -> Tensor:
         """Per-class metrics of one validation case from its (1, C, *spatial) probabilities."""
-        label = batch[LABEL][0]
+        label = batch[Key.LABEL][0]
         pred = probs[0].argmax(0, keepdim=True)
         return case_metrics(pred.cpu(), label.cpu().as_subclass(Tensor), self.num_classes, _spacing(label))
 
@@ -150,16 +147,18 @@ class SegmentationTask(MedlightTask):
     def _to_source(self, batch: dict, probs: Tensor, stage: str) -> tuple[Tensor, MetaTensor]:
         """Map (1, C, *spatial) probabilities to the source image's geometry and turn them into labels."""
         datamodule = self.datamodule_
-        source = datamodule.to_source_geometry(probs[0].cpu(), batch[IMAGE][0].cpu(), datamodule.transform_for(stage))
+        source = datamodule.to_source_geometry(
+            probs[0].cpu(), batch[Key.IMAGE][0].cpu(), datamodule.transform_for(stage)
+        )
         labels = to_labels(torch.as_tensor(source), self.postprocessing)
         return labels, MetaTensor(labels.to(torch.uint8), meta=source.meta)
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
-        probs = self.predict_volume(batch[IMAGE])
+        probs = self.predict_volume(batch[Key.IMAGE])
         labels, prediction = self._to_source(batch, probs, "test")
-        target = batch[LABEL_ORIGINAL][0].cpu()
+        target = batch[Key.LABEL_ORIGINAL][0].cpu()
         values = case_metrics(labels, target.as_subclass(Tensor), self.num_classes, _spacing(target))
-        self.test_metrics.update(batch["case_index"], values)
+        self.test_metrics.update(batch[Key.CASE_INDEX], values)
         if self.save_predictions:
             self._save(prediction)
 
@@ -169,15 +168,16 @@ class SegmentationTask(MedlightTask):
         summary = summarise(values, self.spec.class_names, with_std=True)  # type: ignore[union-attr]
         self.log_dict({f"test/{k}": v for k, v in summary.items() if not k.endswith("_std")}, sync_dist=False)
         self._write_rows("test", index, values, summary)
+        self.set_summary("test", {"cases": len(index), **summary})
 
     def predict_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
-        probs = self.predict_volume(batch[IMAGE])
+        probs = self.predict_volume(batch[Key.IMAGE])
         _, prediction = self._to_source(batch, probs, "predict")
         self._save(prediction)
 
     # -- outputs ---------------------------------------------------------------------------------------
     def _save(self, prediction: MetaTensor) -> None:
-        out_dir = self.run_dir / "predictions"
+        out_dir = self.layout.predictions
         ext = (
             ".png"
             if self.spec is not None and self.spec.spatial_dims == 2 and self.spec.slice_axis is None
@@ -198,11 +198,9 @@ class SegmentationTask(MedlightTask):
     def _write_rows(self, stage: str, index: Tensor, values: Tensor, summary: dict | None = None) -> None:
         case_ids = self.datamodule_.case_ids
         rows = per_case_rows([case_ids[int(i)] for i in index], values, self.spec.class_names)  # type: ignore[union-attr]
-        out = self.run_dir / "metrics"
-        write_table(rows, out / f"{stage}_per_case.csv")
+        write_table(rows, self.layout.per_case(stage))
         if summary is not None:
-            (out / f"{stage}_summary.json").write_text(json.dumps({"cases": len(rows), **summary}, indent=1) + "\n")
-            print_summary(stage, summary, self.spec.class_names, len(rows), out)  # type: ignore[union-attr]
+            print(format_summary(stage, summary, self.spec.class_names, len(rows), self.layout.metrics), flush=True)  # type: ignore[union-attr]
 
 
 def _spacing(image: Tensor) -> list[float] | None:

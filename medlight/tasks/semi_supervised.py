@@ -3,7 +3,7 @@
 The teacher is an exponential moving average of the student (network and projection head), updated after
 every optimizer step. Each step takes a labeled batch (supervised loss) and an unlabeled batch with a weak
 view for the teacher and a voxel-aligned strong view for the student (see
-:mod:`medlight.data.semi_supervised`). The loss is ``supervised + ramp(step) * (lambda_u * unsupervised +
+:mod:`medlight.data.segmentation.semi_supervised`). The loss is ``supervised + ramp(step) * (lambda_u * unsupervised +
 lambda_c * contrastive)``; the maths lives in :mod:`medlight.losses.semi_supervised`.
 
 * FARCLUSS (``consistency: fuzzy``): top-K fuzzy pseudo-labels, certainty weights, adaptive class
@@ -17,15 +17,12 @@ from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from monai.networks.layers import Conv
 from torch import Tensor, nn
 
-from medlight.data.semi_supervised import IMAGE_STRONG
-from medlight.data.transforms import IMAGE, LABEL
-from medlight.ema import ema_update_, make_teacher, warmup_momentum
+from medlight.contracts import SemiSupervisedData, require
 from medlight.errors import ConfigError
-from medlight.inference import Inference, Postprocessing, build_inferer, predict_probabilities
+from medlight.keys import Key
 from medlight.losses.semi_supervised import (
     ClassFrequencyEMA,
     certainty_weights,
@@ -38,7 +35,8 @@ from medlight.losses.semi_supervised import (
     weighted_soft_cross_entropy,
 )
 from medlight.metrics.segmentation import PerCaseMetrics
-from medlight.tasks.base import default_optimizer
+from medlight.ops.ema import ema_update_, make_teacher, warmup_momentum
+from medlight.ops.inference import build_inferer, predict_probabilities
 from medlight.tasks.segmentation import SegmentationTask
 
 
@@ -59,7 +57,8 @@ def _flat(x: Tensor) -> Tensor:
 
 
 class TeacherStudentTask(SegmentationTask):
-    """Semi-supervised segmentation with an EMA teacher (needs :class:`medlight.data.SemiSupervisedDataModule`).
+    """Semi-supervised segmentation with an EMA teacher (needs a semi-supervised data module, e.g.
+    :class:`medlight.data.SemiSupervisedDataModule` with ``unlabeled: true``).
 
     Args:
         net: segmentation network; with ``contrastive`` it must offer ``forward_features`` and ``head``.
@@ -80,23 +79,14 @@ class TeacherStudentTask(SegmentationTask):
         ema_momentum: teacher momentum (ramped from 0 in the first steps, as Mean Teacher does).
         evaluate_with: network used for validation (``val/*``, which checkpoints follow), test and predict.
         validate_both: also validate the other network, logged as ``val_student/*`` (or ``val_teacher/*``).
-        (the other arguments: see :class:`SegmentationTask`)
+        **kwargs: loss, inference and the rest of :class:`SegmentationTask`'s arguments.
     """
 
-    uses_unlabeled_data = True  # the semi-supervised data module then yields labeled + unlabeled batches
+    consumes_unlabeled = True  # needs a semi-supervised data module with ``unlabeled: true``
 
     def __init__(
         self,
         net: nn.Module,
-        loss: nn.Module | None = None,
-        optimizer: OptimizerCallable = default_optimizer,
-        scheduler: LRSchedulerCallable | None = None,
-        scheduler_interval: Literal["step", "epoch"] = "step",
-        inference: Inference = Inference(),
-        postprocessing: Postprocessing = Postprocessing(),
-        save_predictions: bool = True,
-        nonfinite_loss: Literal["skip", "stop"] = "skip",
-        max_nonfinite_steps: int = 10,
         consistency: Literal["fuzzy", "mse"] = "fuzzy",
         top_k: int = 2,
         certainty_weighting: bool = True,
@@ -113,11 +103,9 @@ class TeacherStudentTask(SegmentationTask):
         ema_momentum: float = 0.99,
         evaluate_with: Literal["teacher", "student"] = "teacher",
         validate_both: bool = True,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            net, loss, optimizer, scheduler, scheduler_interval, inference, postprocessing, save_predictions,
-            nonfinite_loss, max_nonfinite_steps,
-        )  # fmt: skip
+        super().__init__(net, **kwargs)
         self.save_hyperparameters(ignore=["net", "loss", "optimizer", "scheduler", "inference", "postprocessing"])
         if top_k < 1:
             raise ConfigError(f"top_k must be >= 1, got {top_k}")
@@ -136,9 +124,8 @@ class TeacherStudentTask(SegmentationTask):
 
     # -- set-up: projection head, class-frequency state and teacher, once the data's shape is known ------------
     def setup(self, stage: str) -> None:
+        require(getattr(self.trainer, "datamodule", None), SemiSupervisedData, type(self).__name__)
         super().setup(stage)
-        if not hasattr(self.datamodule_, "labeled_subset"):
-            raise ConfigError(f"{type(self).__name__} needs medlight.data.SemiSupervisedDataModule as data")
         if self.teacher is not None:
             return
         assert self.spec is not None
@@ -161,15 +148,15 @@ class TeacherStudentTask(SegmentationTask):
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         if "labeled" not in batch or "unlabeled" not in batch:
             raise ConfigError("TeacherStudentTask needs batches {'labeled', 'unlabeled'} (SemiSupervisedDataModule)")
-        labeled, unlabeled = batch["labeled"], batch["unlabeled"]
-        n_lab = labeled[IMAGE].shape[0]
+        labeled, unlabeled = batch[Key.LABELED], batch[Key.UNLABELED]
+        n_lab = labeled[Key.IMAGE].shape[0]
         # one student pass over labeled images and strong views (instance norm: samples stay independent)
-        student_in = torch.cat([labeled[IMAGE], unlabeled[IMAGE_STRONG]]).as_subclass(Tensor)
+        student_in = torch.cat([labeled[Key.IMAGE], unlabeled[Key.IMAGE_STRONG]]).as_subclass(Tensor)
         features = _call(self.net, "forward_features", student_in) if self.contrastive else None
         logits = _call(self.net, "head", features) if features is not None else self.net(student_in)
-        supervised = self.loss(logits[:n_lab], labeled[LABEL])
+        supervised = self.loss(logits[:n_lab], labeled[Key.LABEL])
         terms = self.unsupervised_terms(
-            unlabeled[IMAGE].as_subclass(Tensor), logits[n_lab:], features[n_lab:] if features is not None else None
+            unlabeled[Key.IMAGE].as_subclass(Tensor), logits[n_lab:], features[n_lab:] if features is not None else None
         )
         ramp = sigmoid_rampup(self.global_step, round(self.rampup * self._total_steps()))
         loss = supervised + ramp * (self.lambda_u * terms["unsup"] + self.lambda_c * terms["contrast"])
@@ -250,8 +237,8 @@ class TeacherStudentTask(SegmentationTask):
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         super().validation_step(batch, batch_idx)
         if self.validate_both:
-            probs = self.predict_volume(batch[IMAGE], self.other_network)
-            self.other_val_metrics.update(batch["case_index"], self.validation_case_values(batch, probs))
+            probs = self.predict_volume(batch[Key.IMAGE], self.other_network)
+            self.other_val_metrics.update(batch[Key.CASE_INDEX], self.validation_case_values(batch, probs))
 
     def on_validation_epoch_end(self) -> None:
         super().on_validation_epoch_end()

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
-from medlight.data.instance import InstanceDataModule
+from medlight.data.instance.datamodule import InstanceDataModule
 from tests.conftest import SHARED_DATA
 from tests.integration.helpers import REPO, run_cli
 from tests.unit.data.test_instance_datamodule import make_instance_folder

@@ -8,10 +8,10 @@ from lightning.pytorch import Callback, Trainer, seed_everything
 from lightning.pytorch.callbacks import ModelCheckpoint
 from monai.losses import DiceCELoss
 
-from medlight.checkpointing import AtomicCheckpointIO
 from medlight.data import SegmentationDataModule
 from medlight.errors import NonFiniteError
 from medlight.nets import ResUNet
+from medlight.runs.checkpointing import AtomicCheckpointIO
 from medlight.tasks import SegmentationTask
 from tests.conftest import make_msd
 

@@ -12,9 +12,9 @@ import torch
 from lightning.pytorch import Callback, Trainer, seed_everything
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from medlight.checkpointing import AtomicCheckpointIO
 from medlight.data import SegmentationDataModule
 from medlight.nets import ResUNet
+from medlight.runs.checkpointing import AtomicCheckpointIO
 from medlight.tasks import SegmentationTask
 from tests.conftest import make_msd
 from tests.integration.helpers import REPO, tiny_fit_args

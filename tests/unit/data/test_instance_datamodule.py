@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from medlight.data.instance import TARGETS, InstanceDataModule
-from medlight.data.instance_sources import derive_from_volume, read_folder
+from medlight.data.instance.datamodule import InstanceDataModule
+from medlight.data.instance.sources import derive_from_volume, read_folder
 from medlight.errors import DatasetError
+from medlight.keys import Key
 
 
 def two_touching_discs(shape: tuple[int, int], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -85,7 +86,7 @@ def test_datamodule_splits_by_volume_and_gives_targets(tmp_path: Path) -> None:
     assert sizes == {"train": 4, "val": 4, "test": 2}
     batch = next(iter(dm.train_dataloader()))
     assert tuple(batch["image"].shape) == (4, 1, 24, 24)
-    targets = batch[TARGETS]
+    targets = batch[Key.TARGETS]
     assert tuple(targets.shape) == (4, 3, 24, 24)
     assert float(targets[:, 1].sum()) > 0 and float(targets[:, 2].max()) == 1.0  # boundary and centre present
     assert bool(((targets[:, 1:] > 0) <= (targets[:, :1] > 0)).all())  # boundary/centre lie on foreground

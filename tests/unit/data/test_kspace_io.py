@@ -7,7 +7,7 @@ import h5py
 import numpy as np
 import pytest
 
-from medlight.data.kspace_io import discover_kspace, read_kspace
+from medlight.data.kspace.io import discover_kspace, read_kspace
 from medlight.errors import DatasetError
 
 RNG = np.random.default_rng(0)

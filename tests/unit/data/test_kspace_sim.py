@@ -7,9 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from medlight.data.kspace import ifft2c, rss, to_real
-from medlight.data.kspace_datamodule import KspaceDataModule
-from medlight.data.kspace_sim import (
+from medlight.data.kspace.datamodule import KspaceDataModule
+from medlight.data.kspace.simulation import (
     CenterSpec,
     ProtocolSource,
     SimulationConfig,
@@ -18,6 +17,7 @@ from medlight.data.kspace_sim import (
     simulate,
 )
 from medlight.errors import ConfigError
+from medlight.ops.kspace import ifft2c, rss, to_real
 from tests.conftest import save_nifti
 
 CENTERS = [CenterSpec("A", coils=2, noise=0.0), CenterSpec("B", coils=3, scale=5.0, noise=0.05)]

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from medlight.data import Augmentation, Preprocessing, SegmentationDataModule
-from medlight.data.transforms import LABEL_ORIGINAL
 from medlight.errors import ConfigError, DataIntegrityError
+from medlight.keys import Key
 from tests.conftest import make_msd, save_nifti
 
 
@@ -32,7 +32,7 @@ def test_3d_patches_and_whole_volume_evaluation(msd_dataset: Path) -> None:
     assert val["image"].shape == (1, 1, 20, 24, 16)  # whole volume, no crop
     dm.setup("test")
     test = next(iter(dm.test_dataloader()))
-    assert LABEL_ORIGINAL in test and test[LABEL_ORIGINAL].shape == (1, 1, 20, 24, 16)
+    assert Key.LABEL_ORIGINAL in test and test[Key.LABEL_ORIGINAL].shape == (1, 1, 20, 24, 16)
     assert set(dm.splits.test).isdisjoint(dm.splits.train_ids(0))
 
 

@@ -10,8 +10,9 @@ from monai.data import MetaTensor
 from monai.transforms import Compose
 
 from medlight.data import Augmentation, SemiSupervisedDataModule
-from medlight.data.semi_supervised import IMAGE_STRONG, load_or_create_labeled_subset, unlabeled_views
+from medlight.data.segmentation.semi_supervised import load_or_create_labeled_subset, unlabeled_views
 from medlight.errors import ConfigError, DatasetError
+from medlight.keys import Key
 from tests.conftest import make_msd
 
 
@@ -25,10 +26,9 @@ def make_dm(root: Path, **kw) -> SemiSupervisedDataModule:
 
 
 def attach(dm: SemiSupervisedDataModule, semi: bool) -> None:
-    """A stand-in trainer: rank 0 of 1, and a task that does (or does not) ask for unlabeled data."""
-    dm.trainer = SimpleNamespace(  # type: ignore[assignment]
-        global_rank=0, world_size=1, lightning_module=SimpleNamespace(uses_unlabeled_data=semi)
-    )
+    """A stand-in trainer (rank 0 of 1); ``semi``: the data module yields the unlabeled stream or not."""
+    dm.unlabeled = semi
+    dm.trainer = SimpleNamespace(global_rank=0, world_size=1)  # type: ignore[assignment]
 
 
 def test_labeled_subset_is_seeded_saved_and_checked_on_reuse(tmp_path: Path) -> None:
@@ -67,7 +67,7 @@ def test_unlabeled_stream_never_carries_a_label(tmp_path: Path) -> None:
     for batch, _, _ in loader:
         u, lab = batch["unlabeled"], batch["labeled"]
         assert "label" not in u and not any("label" in k for k in u)  # no label key of any kind
-        assert u["image"].shape == u[IMAGE_STRONG].shape == (4, 1, 16, 16, 16)
+        assert u["image"].shape == u[Key.IMAGE_STRONG].shape == (4, 1, 16, 16, 16)
         assert lab["label"].shape == lab["image"].shape == (2, 1, 16, 16, 16)
         seen_unlabeled |= set(u["case_id"])
         seen_labeled |= set(lab["case_id"])
@@ -111,12 +111,12 @@ def test_views_are_voxel_aligned(slice_axis: int | None) -> None:
     t = views(Augmentation(flip_prob=0.0, intensity_prob=0.0, noise_prob=0.0), slice_axis)
     t.set_random_state(seed=1)
     for out in t({"image": image()}):
-        assert torch.equal(out["image"].as_tensor(), out[IMAGE_STRONG].as_tensor())
+        assert torch.equal(out["image"].as_tensor(), out[Key.IMAGE_STRONG].as_tensor())
     # scale and shift always on: the strong view is a * weak + b voxel for voxel (same geometry, new intensities)
     t = views(Augmentation(flip_prob=0.0, intensity_prob=1.0, noise_prob=0.0), slice_axis)
     t.set_random_state(seed=2)
     for out in t({"image": image()}):
-        w, s = out["image"].as_tensor().flatten(), out[IMAGE_STRONG].as_tensor().flatten()
+        w, s = out["image"].as_tensor().flatten(), out[Key.IMAGE_STRONG].as_tensor().flatten()
         assert not torch.equal(w, s)
         a, b = torch.linalg.lstsq(torch.stack([w, torch.ones_like(w)], 1), s[:, None]).solution[:, 0]
         assert torch.allclose(a * w + b, s, atol=1e-4)

@@ -5,9 +5,9 @@ import logging
 import pytest
 import torch
 
-from medlight.data.kspace import cartesian_mask, fft2c, rss
 from medlight.nets.adapters import UNIVERSAL, AdapterRouter, BottleneckAdapter, HierarchicalAdapter
 from medlight.nets.varnet import VarNet, ZeroFilled
+from medlight.ops.kspace import cartesian_mask, fft2c, rss
 
 SMALL = {"num_cascades": 2, "features": (4, 4, 8, 8, 8, 4), "sens_features": (2, 2, 4, 4, 4, 2)}
 

@@ -1,0 +1,42 @@
+"""Checkpoint writing that never leaves a half-written or NaN-poisoned file behind."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.fabric.plugins import TorchCheckpointIO
+
+from medlight.errors import NonFiniteError
+from medlight.runs.layout import atomic_write
+
+
+def nonfinite_entries(state_dict: dict[str, Any]) -> list[str]:
+    """Names of floating-point tensors in ``state_dict`` that hold NaN or Inf."""
+    return [
+        name
+        for name, value in state_dict.items()
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and not torch.isfinite(value).all()
+    ]
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Write through :func:`medlight.runs.layout.atomic_write` (a temporary file, fsynced, renamed over the target).
+
+    A crash or kill during the write leaves the previous checkpoint intact. Weights holding NaN/Inf are
+    refused with :class:`NonFiniteError`, so a diverged model never overwrites a good checkpoint.
+    Remote paths (``scheme://``) fall back to Lightning's own writer.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+        bad = nonfinite_entries(checkpoint.get("state_dict", {}))
+        if bad:
+            raise NonFiniteError(
+                f"refusing to write checkpoint {path}: NaN/Inf in {len(bad)} weight tensor(s) "
+                f"({', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}); the model diverged"
+            )
+        if "://" in str(path):
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        with atomic_write(Path(path), "wb") as f:
+            torch.save(checkpoint, f)

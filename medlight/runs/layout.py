@@ -1,0 +1,150 @@
+"""The run folder: every path a run writes, the one atomic writer, and the summary written once per stage.
+
+A run folder (``trainer.default_root_dir``) holds::
+
+    config.yaml  manifest.json  manifest_history.jsonl  metrics.csv  wandb_run_id.txt  wandb/
+    checkpoints/{best,last}.ckpt
+    metrics/<stage>_per_case.csv  metrics/<stage>_summary.json  metrics/timing.json  ...
+    predictions/
+
+Readers (the study runner and report, tests) take the paths from :class:`RunLayout` rather than spelling them.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Protocol, runtime_checkable
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    """The paths of one run folder."""
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def manifest(self) -> Path:
+        return self.root / "manifest.json"
+
+    @property
+    def manifest_history(self) -> Path:
+        return self.root / "manifest_history.jsonl"
+
+    @property
+    def metrics_log(self) -> Path:
+        """The CSV logger's ``metrics.csv`` (every logged scalar, one row per step or epoch)."""
+        return self.root / "metrics.csv"
+
+    @property
+    def wandb_run_id(self) -> Path:
+        return self.root / "wandb_run_id.txt"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def last_checkpoint(self) -> Path:
+        return self.checkpoints / "last.ckpt"
+
+    @property
+    def best_checkpoint(self) -> Path:
+        return self.checkpoints / "best.ckpt"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics"
+
+    def per_case(self, stage: str) -> Path:
+        return self.metrics / f"{stage}_per_case.csv"
+
+    def summary(self, stage: str) -> Path:
+        return self.metrics / f"{stage}_summary.json"
+
+    def table(self, name: str) -> Path:
+        """Any other table of the run, e.g. ``test_slices.csv``."""
+        return self.metrics / name
+
+    @property
+    def timing(self) -> Path:
+        return self.metrics / "timing.json"
+
+    @property
+    def predictions(self) -> Path:
+        return self.root / "predictions"
+
+    def is_complete(self) -> bool:
+        """Fit and test both finished: the test summary is written once, at the very end of ``test``."""
+        return self.summary("test").is_file()
+
+    def read_summary(self, stage: str = "test") -> dict[str, Any]:
+        return json.loads(self.summary(stage).read_text())
+
+    def write_summary(self, stage: str, summary: dict[str, Any]) -> Path:
+        return write_json(self.summary(stage), summary)
+
+
+@runtime_checkable
+class SummaryContributor(Protocol):
+    """A callback that adds entries to a stage's summary (e.g. :class:`medlight.runs.RunTiming`)."""
+
+    def summary_items(self, stage: str, pl_module: Any) -> dict[str, Any]: ...
+
+
+# -- the one atomic writer ------------------------------------------------------------------------------
+@contextmanager
+def atomic_write(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
+    """Write ``path`` through a temporary file in the same folder, fsynced, then renamed over it.
+
+    A crash or kill during the write leaves the previous file intact and no temporary file behind
+    (short of a kill -9 between ``open`` and ``rename``, whose leftover is a hidden ``.<name>.<pid>.tmp``).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, mode, newline=None if "b" in mode else "") as f:  # newline "": CSV writes its own
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+def write_text(path: Path, text: str) -> Path:
+    with atomic_write(path) as f:
+        f.write(text)
+    return Path(path)
+
+
+def write_json(path: Path, content: Any) -> Path:
+    return write_text(path, json.dumps(content, indent=1, default=str) + "\n")
+
+
+def write_table(rows: Sequence[dict], path: Path) -> Path:
+    """Write dict rows as CSV (columns from the first row), atomically."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else ["case_id"])
+    writer.writeheader()
+    writer.writerows(rows)
+    return write_text(path, buffer.getvalue())
