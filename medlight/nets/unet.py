@@ -13,6 +13,7 @@ Inputs of any size are padded to a multiple of the total stride and the output i
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -47,11 +48,12 @@ class EncoderDecoderUNet(nn.Module):
         out_channels: int = 2,
         channels: Sequence[int] = (16, 32, 64, 128),
         strides: Sequence[int] = (2, 2, 2),
-        residual: bool = False,
-        attention: bool = False,
         norm: str = "instance",
         act: str = "prelu",
         dropout: float = 0.0,
+        *,
+        residual: bool = False,
+        attention: bool = False,
     ) -> None:
         super().__init__()
         if len(strides) not in (len(channels) - 1, len(channels)):
@@ -125,51 +127,21 @@ class EncoderDecoderUNet(nn.Module):
 
 
 class UNet(EncoderDecoderUNet):
-    """Plain UNet: double convolutions, no residual units, no attention gates."""
+    """Plain UNet: double convolutions, no residual units, no attention gates. Arguments: those of :class:`EncoderDecoderUNet` but ``residual`` and ``attention``."""
 
-    def __init__(
-        self,
-        spatial_dims: int = 3,
-        in_channels: int = 1,
-        out_channels: int = 2,
-        channels: Sequence[int] = (16, 32, 64, 128),
-        strides: Sequence[int] = (2, 2, 2),
-        norm: str = "instance",
-        act: str = "prelu",
-        dropout: float = 0.0,
-    ) -> None:
-        super().__init__(spatial_dims, in_channels, out_channels, channels, strides, False, False, norm, act, dropout)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, residual=False, attention=False, **kwargs)
 
 
 class ResUNet(EncoderDecoderUNet):
-    """Res-UNet: residual units at every stage."""
+    """Res-UNet: residual units at every stage. Arguments: those of :class:`EncoderDecoderUNet` but ``residual`` and ``attention``."""
 
-    def __init__(
-        self,
-        spatial_dims: int = 3,
-        in_channels: int = 1,
-        out_channels: int = 2,
-        channels: Sequence[int] = (16, 32, 64, 128),
-        strides: Sequence[int] = (2, 2, 2),
-        norm: str = "instance",
-        act: str = "prelu",
-        dropout: float = 0.0,
-    ) -> None:
-        super().__init__(spatial_dims, in_channels, out_channels, channels, strides, True, False, norm, act, dropout)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, residual=True, attention=False, **kwargs)
 
 
 class AttentionResUNet(EncoderDecoderUNet):
-    """Attention Res-UNet: residual units and attention gates on the skip connections."""
+    """Attention Res-UNet: residual units and attention gates on the skip connections. Arguments: those of :class:`EncoderDecoderUNet` but ``residual`` and ``attention``."""
 
-    def __init__(
-        self,
-        spatial_dims: int = 3,
-        in_channels: int = 1,
-        out_channels: int = 2,
-        channels: Sequence[int] = (16, 32, 64, 128),
-        strides: Sequence[int] = (2, 2, 2),
-        norm: str = "instance",
-        act: str = "prelu",
-        dropout: float = 0.0,
-    ) -> None:
-        super().__init__(spatial_dims, in_channels, out_channels, channels, strides, True, True, norm, act, dropout)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, residual=True, attention=True, **kwargs)

@@ -2,6 +2,7 @@
 
 from medlight.tasks.classification import ABNClassificationTask
 from medlight.tasks.instance import InstanceSegmentationTask, Watershed
+from medlight.tasks.optim import PolyLR
 from medlight.tasks.reconstruction import ReconstructionTask
 from medlight.tasks.segmentation import SegmentationTask
 from medlight.tasks.semi_supervised import TeacherStudentTask
@@ -9,6 +10,7 @@ from medlight.tasks.semi_supervised import TeacherStudentTask
 __all__ = [
     "ABNClassificationTask",
     "InstanceSegmentationTask",
+    "PolyLR",
     "ReconstructionTask",
     "SegmentationTask",
     "TeacherStudentTask",
