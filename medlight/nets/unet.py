@@ -127,21 +127,30 @@ class EncoderDecoderUNet(nn.Module):
 
 
 class UNet(EncoderDecoderUNet):
-    """Plain UNet: double convolutions, no residual units, no attention gates. Arguments: those of :class:`EncoderDecoderUNet` but ``residual`` and ``attention``."""
+    """Plain UNet: double convolutions, no residual units, no attention gates.
+
+    Arguments: those of :class:`EncoderDecoderUNet` but ``residual`` and ``attention``.
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, residual=False, attention=False, **kwargs)
 
 
 class ResUNet(EncoderDecoderUNet):
-    """Res-UNet: residual units at every stage. Arguments: those of :class:`EncoderDecoderUNet` but ``residual`` and ``attention``."""
+    """Res-UNet: residual units at every stage.
+
+    Arguments: those of :class:`EncoderDecoderUNet` but ``residual`` and ``attention``.
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, residual=True, attention=False, **kwargs)
 
 
 class AttentionResUNet(EncoderDecoderUNet):
-    """Attention Res-UNet: residual units and attention gates on the skip connections. Arguments: those of :class:`EncoderDecoderUNet` but ``residual`` and ``attention``."""
+    """Attention Res-UNet: residual units and attention gates on the skip connections.
+
+    Arguments: those of :class:`EncoderDecoderUNet` but ``residual`` and ``attention``.
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, residual=True, attention=True, **kwargs)
