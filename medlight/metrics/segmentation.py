@@ -98,6 +98,14 @@ class PerCaseMetrics(Metric):
         order = index.argsort()
         return index[order], values[order]
 
+    def gather(self) -> tuple[Tensor, Tensor]:
+        """``compute()`` then ``reset()``: case indices (cases,) and values (cases, classes, metrics), also for a
+        single case (torchmetrics squeezes a one-element result to 0-d)."""
+        index, values = self.compute()
+        self.reset()
+        index = index.reshape(-1)
+        return index, values.reshape(index.numel(), *values.shape[-2:])
+
 
 def _cat(state: list[Tensor] | Tensor) -> Tensor:
     return torch.cat(state) if isinstance(state, list) else state

@@ -152,8 +152,7 @@ class InstanceSegmentationTask(MedlightTask):
         self._save(self.predict_instances(batch[Key.IMAGE]), batch[Key.CASE_ID][0])
 
     def on_validation_epoch_end(self) -> None:
-        index, values = self.val_metrics.compute()
-        self.val_metrics.reset()
+        index, values = self.val_metrics.gather()
         if self.trainer.sanity_checking:
             return
         self.log_dict({f"val/{k}": v for k, v in _means(values).items()}, sync_dist=False)
@@ -199,8 +198,7 @@ class InstanceSegmentationTask(MedlightTask):
         return rows
 
     def on_test_epoch_end(self) -> None:
-        index, values = self.test_metrics.compute()
-        self.test_metrics.reset()
+        index, values = self.test_metrics.gather()
         summary = _means(values)
         self.log_dict({f"test/{k}": v for k, v in summary.items()}, sync_dist=False)
         self._write(index, values, summary)

@@ -170,16 +170,12 @@ class ReconstructionTask(MedlightTask):
         self.test_metrics.update(batch[Key.CASE_INDEX], volume_metrics(pred, target)[None])
 
     def on_validation_epoch_end(self) -> None:
-        index, values = self.val_metrics.compute()
-        index = index.reshape(-1)  # a single case comes back as a 0-d tensor
-        self.val_metrics.reset()
+        index, values = self.val_metrics.gather()
         if not self.trainer.sanity_checking:
             self.log_dict({f"val/{k}": v for k, v in self._summary(index, values).items()}, sync_dist=False)
 
     def on_test_epoch_end(self) -> None:
-        index, values = self.test_metrics.compute()
-        index = index.reshape(-1)  # a single case comes back as a 0-d tensor
-        self.test_metrics.reset()
+        index, values = self.test_metrics.gather()
         summary = self._summary(index, values, with_std=True)
         self.log_dict({f"test/{k}": v for k, v in summary.items() if "_" not in k}, sync_dist=False)
         self._write(index, values, {**summary, **self.parameter_counts()})

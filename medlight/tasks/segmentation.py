@@ -136,8 +136,7 @@ class SegmentationTask(MedlightTask):
 
     def log_validation(self, metrics: PerCaseMetrics, prefix: str) -> tuple[Tensor, Tensor] | None:
         """Compute, reset and log ``metrics`` as ``<prefix>/<metric>``; None during the sanity check."""
-        index, values = metrics.compute()
-        metrics.reset()
+        index, values = metrics.gather()
         if self.trainer.sanity_checking:
             return None
         summary = summarise(values, self.spec.class_names)  # type: ignore[union-attr]
@@ -163,8 +162,7 @@ class SegmentationTask(MedlightTask):
             self._save(prediction)
 
     def on_test_epoch_end(self) -> None:
-        index, values = self.test_metrics.compute()
-        self.test_metrics.reset()
+        index, values = self.test_metrics.gather()
         summary = summarise(values, self.spec.class_names, with_std=True)  # type: ignore[union-attr]
         self.log_dict({f"test/{k}": v for k, v in summary.items() if not k.endswith("_std")}, sync_dist=False)
         self._write_rows("test", index, values, summary)

@@ -83,3 +83,12 @@ def test_summary_and_rows() -> None:
     assert s["dice"] == pytest.approx(0.75) and s["dice_a_std"] == pytest.approx(0.1)
     rows = per_case_rows(["x", "y"], values, ["a", "b"])
     assert rows[0]["case_id"] == "x" and rows[0]["hd95_b"] == pytest.approx(0.6)
+
+
+def test_per_case_store_with_a_single_case() -> None:
+    """One evaluation case: torchmetrics hands back a 0-d index; the store still returns one row."""
+    store = PerCaseMetrics()
+    store.update(torch.tensor([3]), torch.full((1, len(METRICS), 2), 0.5))
+    index, values = store.gather()
+    assert index.tolist() == [3] and values.shape == (1, len(METRICS), 2)
+    assert summarise(values, ["a", "b"])["dice"] == 0.5
