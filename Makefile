@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # The CPU build is found locally on the project's machines; on a GPU machine this resolves to the CUDA build.
 TORCH ?= torch==2.13.0
 MAIN_CONFIGS := --config configs/data/hippocampus_3d.yaml --config configs/model/res_unet_3d.yaml \
-                --config configs/trainer/cpu.yaml
+                --config configs/trainer/cpu.yaml --trainer.default_root_dir runs/main
 
 .PHONY: install main test lint clean-main
 

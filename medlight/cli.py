@@ -3,9 +3,11 @@
 ``medlight fit|validate|test|predict --config ...`` is Lightning's CLI (configs stack with repeated
 ``--config``; ``--print_config`` shows the resolved run). medlight adds, around the trainer:
 
-* a run folder (``trainer.default_root_dir``) holding checkpoints, CSV/wandb logs, the manifest, per-case
-  metrics and predictions; ``fit`` on a folder with ``checkpoints/last.ckpt`` resumes from it;
-* atomic checkpoint writing, a best-by-``val/dice`` and a last checkpoint unless the config has its own;
+* a run folder (``trainer.default_root_dir``; default ``runs/<data set>/<network>``) holding checkpoints,
+  CSV/wandb logs, the manifest, per-case metrics and predictions; ``fit`` on a folder resumes from its newest
+  checkpoint, and refuses a folder that holds a run of another task, network or data set;
+* atomic checkpoint writing: ``best.ckpt`` by the task's own monitor, ``last.ckpt`` every epoch and every
+  ``--checkpoint_every_n_steps`` steps;
 * after ``fit``, a test of the best checkpoint on the held-out cases (``--test_after_fit false`` skips it).
 
 ``medlight check-data PATH`` scans a dataset and lists every problem in one pass.
@@ -25,13 +27,12 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities import rank_zero_info
 
-from medlight.errors import MedlightError
-from medlight.runs.checkpointing import AtomicCheckpointIO
-from medlight.runs.layout import RunLayout
+from medlight.errors import ConfigError, MedlightError
+from medlight.runs.checkpointing import AtomicCheckpointIO, run_checkpoints
+from medlight.runs.layout import RunLayout, run_identity
 from medlight.runs.manifest import RunManifest
 from medlight.runs.tracking import Tracking, build_loggers
 
-DEFAULT_RUN_DIR = "runs/default"
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
 
 
@@ -40,7 +41,7 @@ class MedlightCLI(LightningCLI):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("seed_everything_default", 0)
-        kwargs.setdefault("save_config_kwargs", {"overwrite": True})
+        kwargs.setdefault("save_config_kwargs", {"overwrite": True})  # fit re-saves its own run's config
         kwargs.setdefault("parser_kwargs", {"default_env": False})
         super().__init__(*args, **kwargs)
 
@@ -56,25 +57,43 @@ class MedlightCLI(LightningCLI):
             "--resume",
             type=bool,
             default=True,
-            help="fit resumes from <run folder>/checkpoints/last.ckpt when it exists",
+            help="fit resumes from the run folder's newest checkpoint (checkpoints/last.ckpt or hpc_ckpt_*.ckpt)",
         )
-        parser.set_defaults({"trainer.default_root_dir": DEFAULT_RUN_DIR})
+        parser.add_argument(
+            "--checkpoint_every_n_steps",
+            type=int,
+            default=100,
+            help="also write checkpoints/last.ckpt every N optimizer steps (0: only at the end of each epoch)",
+        )
+
+    # -- the run folder: derived when not given; never another run's ----------------------------------------
+    def before_instantiate_classes(self) -> None:
+        cfg = self.config[self.subcommand]
+        if not cfg.trainer.get("default_root_dir"):
+            cfg.trainer.default_root_dir = default_run_dir(self._resolved_config() or {})
+        layout = RunLayout(Path(cfg.trainer.default_root_dir))
+        if self.subcommand == "fit" and layout.config.is_file():
+            check_same_run(layout, self._resolved_config() or {})
 
     # -- trainer: loggers, checkpointing, manifest ----------------------------------------------------------
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list) -> Any:
-        run_dir = Path(config.get("default_root_dir") or DEFAULT_RUN_DIR)
+        run_dir = Path(config["default_root_dir"])
         cfg = self.config[self.subcommand] if self.subcommand else self.config
         if config.get("logger") in (None, True):
             config["logger"] = build_loggers(run_dir, Tracking(**vars(cfg.tracking)))
-        all_callbacks = list(config.get("callbacks") or []) + list(callbacks)
-        if not any(isinstance(c, ModelCheckpoint) for c in all_callbacks):
-            defaults = default_checkpoints()
-            callbacks += defaults
-            all_callbacks += defaults
-        for cb in all_callbacks:
-            if isinstance(cb, ModelCheckpoint) and cb.dirpath is None:
-                cb.dirpath = str(RunLayout(run_dir).checkpoints)
-        callbacks.append(RunManifest(self._resolved_config()))
+        if any(isinstance(c, ModelCheckpoint) for c in [*(config.get("callbacks") or []), *callbacks]):
+            raise ConfigError(
+                "trainer.callbacks holds a ModelCheckpoint: checkpoints are the task's (best.ckpt by its own metric) "
+                "and the CLI's (last.ckpt every epoch and --checkpoint_every_n_steps); remove it from the config"
+            )
+        monitor = getattr(self.model, "checkpoint_monitor", ("val/dice", "max"))
+        for checkpoint in run_checkpoints(monitor, int(cfg.get("checkpoint_every_n_steps") or 0)):
+            checkpoint.dirpath = str(RunLayout(run_dir).checkpoints)
+            callbacks.append(checkpoint)
+        # a test, validate or predict of a finished run keeps the fit's config.yaml and manifest.json
+        suffix = "" if self.subcommand == "fit" else f"_{self.subcommand}"
+        self.save_config_kwargs = {**self.save_config_kwargs, "config_filename": f"config{suffix}.yaml"}
+        callbacks.append(RunManifest(self._resolved_config(), f"manifest{suffix}.json"))
         plugins = config.get("plugins") or []
         plugins = plugins if isinstance(plugins, list) else [plugins]
         if not any(hasattr(p, "save_checkpoint") for p in plugins):
@@ -92,30 +111,44 @@ class MedlightCLI(LightningCLI):
     # -- fit: resume, then test ---------------------------------------------------------------------------
     def before_fit(self) -> None:
         cfg = self.config_init["fit"]
-        last = RunLayout(Path(self.trainer.default_root_dir)).last_checkpoint
-        if cfg.get("ckpt_path") is None and cfg.get("resume") and last.is_file():
-            rank_zero_info(f"Resuming from {last}")
-            cfg["ckpt_path"] = str(last)
+        layout = RunLayout(Path(self.trainer.default_root_dir))
+        if self.trainer.is_global_zero:
+            layout.remove_stale_temporaries()
+        newest = layout.resume_checkpoint()
+        if cfg.get("ckpt_path") is None and cfg.get("resume") and newest is not None:
+            rank_zero_info(f"Resuming from {newest}")
+            cfg["ckpt_path"] = str(newest)
 
     def after_fit(self) -> None:
         if not self.config_init["fit"].get("test_after_fit") or self.trainer.interrupted:
             return
         best = getattr(self.trainer.checkpoint_callback, "best_model_path", "")
-        self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best or None, weights_only=False)
+        self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best or None, weights_only=True)
 
 
-def default_checkpoints() -> list[ModelCheckpoint]:
-    """Best checkpoint by validation Dice, and the last one (saved every epoch, for resuming)."""
-    best = ModelCheckpoint(
-        filename="best",
-        monitor="val/dice",
-        mode="max",
-        save_top_k=1,
-        auto_insert_metric_name=False,
-        enable_version_counter=False,
-    )
-    last = ModelCheckpoint(save_last=True, save_top_k=0, enable_version_counter=False)
-    return [best, last]
+def default_run_dir(config: dict[str, Any]) -> str:
+    """``runs/<data set>/<network>`` (e.g. ``runs/hippocampus/ResUNet``) for a run whose config names no folder."""
+    identity = run_identity(config)
+    dataset = next((v for k, v in identity.items() if k.startswith("data.") and isinstance(v, str) and v), None)
+    data_name = Path(dataset).stem if dataset else str(identity["data"] or "data").rsplit(".", 1)[-1]
+    net = identity["model.net"]
+    net_name = net.get("class_path") if isinstance(net, dict) else identity["model"]
+    return str(Path("runs") / data_name / str(net_name or "model").rsplit(".", 1)[-1])
+
+
+def check_same_run(layout: RunLayout, config: dict[str, Any]) -> None:
+    """Refuse to resume (or overwrite) a run folder whose saved config is of another task, network or data."""
+    try:
+        saved = run_identity(yaml.safe_load(layout.config.read_text()) or {})
+    except (OSError, yaml.YAMLError) as err:
+        raise ConfigError(f"{layout.config}: unreadable ({err}); choose another --trainer.default_root_dir") from err
+    current = run_identity(config)
+    differ = [k for k in current if current[k] != saved.get(k)]
+    if differ:
+        raise ConfigError(
+            f"{layout.root} holds another run ({', '.join(differ)} differ from this config's); resuming it would "
+            "mix two runs. Choose another --trainer.default_root_dir, or delete the folder to start over"
+        )
 
 
 # -- check-data -----------------------------------------------------------------------------------------

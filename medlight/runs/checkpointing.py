@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 from lightning.fabric.plugins import TorchCheckpointIO
+from lightning.pytorch.callbacks import ModelCheckpoint
 
 from medlight.errors import NonFiniteError
 from medlight.runs.layout import atomic_write
@@ -40,3 +41,29 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             return super().save_checkpoint(checkpoint, path, storage_options)
         with atomic_write(Path(path), "wb") as f:
             torch.save(checkpoint, f)
+
+
+def run_checkpoints(monitor: tuple[str, str] | None, every_n_steps: int) -> list[ModelCheckpoint]:
+    """The checkpoints of every fit: ``best.ckpt`` by the task's ``monitor`` (metric, ``min``/``max``; none
+    when the task selects no best, e.g. it tests its final weights), and ``last.ckpt`` written at the end of
+    every epoch and every ``every_n_steps`` optimizer steps (0: epochs only), so a killed run loses little."""
+    out = []
+    if monitor is not None:
+        metric, mode = monitor
+        out.append(
+            ModelCheckpoint(
+                filename="best",
+                monitor=metric,
+                mode=mode,
+                save_top_k=1,
+                auto_insert_metric_name=False,
+                enable_version_counter=False,
+            )
+        )
+    # Lightning allows one trigger per callback: one for epochs (also without validation), one for steps
+    out.append(ModelCheckpoint(save_last=True, save_top_k=0, save_on_train_epoch_end=True, enable_version_counter=False))
+    if every_n_steps > 0:
+        out.append(
+            ModelCheckpoint(save_last=True, save_top_k=0, every_n_train_steps=every_n_steps, enable_version_counter=False)
+        )
+    return out

@@ -87,6 +87,21 @@ class RunLayout:
     def predictions(self) -> Path:
         return self.root / "predictions"
 
+    def resume_checkpoint(self) -> Path | None:
+        """The newest of ``checkpoints/last.ckpt`` and Lightning's SLURM ``hpc_ckpt_*.ckpt`` (None: none yet)."""
+        candidates = [p for p in [self.last_checkpoint, *self.root.glob("hpc_ckpt_*.ckpt")] if p.is_file()]
+        return max(candidates, key=lambda p: p.stat().st_mtime, default=None)
+
+    def remove_stale_temporaries(self) -> list[Path]:
+        """Delete temporary files of :func:`atomic_write` left by a killed process (its pid is not running)."""
+        removed = []
+        for tmp in self.root.rglob(".*.tmp"):
+            pid = tmp.name.rsplit(".", 2)[-2]
+            if pid.isdigit() and not _running(int(pid)):
+                tmp.unlink(missing_ok=True)
+                removed.append(tmp)
+        return removed
+
     def is_complete(self) -> bool:
         """Fit and test both finished: the test summary is written once, at the very end of ``test``."""
         return self.summary("test").is_file()
@@ -96,6 +111,29 @@ class RunLayout:
 
     def write_summary(self, stage: str, summary: dict[str, Any]) -> Path:
         return write_json(self.summary(stage), summary)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def run_identity(config: dict[str, Any]) -> dict[str, Any]:
+    """What makes a run folder one run: the task, its network and the data module with its data set. Other
+    settings (steps, loaders, logging) may change when a run is resumed."""
+    model, data = config.get("model") or {}, config.get("data") or {}
+    data_args = data.get("init_args") or {}
+    return {
+        "model": model.get("class_path"),
+        "model.net": (model.get("init_args") or {}).get("net"),
+        "data": data.get("class_path"),
+        **{f"data.{k}": data_args.get(k) for k in ("dataset", "csv", "image_folder", "volumes", "simulation")},
+    }
 
 
 @runtime_checkable

@@ -70,10 +70,13 @@ class RunManifest(Callback):
 
     Args:
         config: the resolved configuration of the run (as the CLI parsed it).
+        filename: ``manifest.json`` for ``fit``; ``manifest_<subcommand>.json`` for a later test, validate or
+            predict of the same folder, so that the fit's manifest is never overwritten.
     """
 
-    def __init__(self, config: dict[str, Any] | None = None) -> None:
+    def __init__(self, config: dict[str, Any] | None = None, filename: str = "manifest.json") -> None:
         self.config = config
+        self.filename = filename
         self.manifest: dict[str, Any] | None = None
 
     @rank_zero_only
@@ -81,7 +84,7 @@ class RunManifest(Callback):
         layout = RunLayout(Path(trainer.default_root_dir))
         if self.manifest is not None:
             self.manifest["stages"].append(stage)
-            write_json(layout.manifest, self.manifest)
+            write_json(layout.root / self.filename, self.manifest)
             return
         datamodule = getattr(trainer, "datamodule", None)
         data = datamodule.run_facts() if isinstance(datamodule, RunFacts) else {}
@@ -102,7 +105,7 @@ class RunManifest(Callback):
             "config": self.config,
         }
         self.manifest = manifest
-        write_json(layout.manifest, manifest)
+        write_json(layout.root / self.filename, manifest)
         short = {k: manifest.get(k) for k in ("stages", "time", "command", "git", "split_sha256")}
         with layout.manifest_history.open("a") as f:
             f.write(json.dumps(short, default=str) + "\n")

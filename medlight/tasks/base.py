@@ -31,6 +31,8 @@ class MedlightTask(LightningModule):
         max_nonfinite_steps: stop anyway after this many consecutive skipped steps.
     """
 
+    checkpoint_monitor: tuple[str, str] | None = None  # (metric, min/max) that selects best.ckpt; None: final weights
+
     def __init__(
         self,
         optimizer: OptimizerCallable = default_optimizer,

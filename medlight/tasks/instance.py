@@ -68,6 +68,8 @@ class InstanceSegmentationTask(MedlightTask):
         **kwargs: optimizer, scheduler and loss-guard settings of :class:`MedlightTask`.
     """
 
+    checkpoint_monitor = ("val/pq", "max")  # selects best.ckpt, tested after fit
+
     def __init__(
         self,
         net: nn.Module,

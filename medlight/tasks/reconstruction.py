@@ -47,6 +47,8 @@ class ReconstructionTask(MedlightTask):
             :class:`MedlightTask`.
     """
 
+    checkpoint_monitor = ("val/ssim", "max")  # selects best.ckpt, tested after fit
+
     def __init__(
         self,
         net: nn.Module,

@@ -36,6 +36,8 @@ class SegmentationTask(MedlightTask):
         **kwargs: optimizer, scheduler and loss-guard settings of :class:`MedlightTask`.
     """
 
+    checkpoint_monitor = ("val/dice", "max")  # selects best.ckpt, tested after fit
+
     def __init__(
         self,
         net: nn.Module,
