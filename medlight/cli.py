@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
@@ -31,7 +32,7 @@ from medlight.errors import ConfigError, MedlightError
 from medlight.runs.checkpointing import AtomicCheckpointIO, run_checkpoints
 from medlight.runs.layout import RunLayout, run_identity
 from medlight.runs.manifest import RunManifest
-from medlight.runs.tracking import Tracking, build_loggers
+from medlight.runs.tracking import Tracking, build_loggers, drop_replayed_rows
 
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
 
@@ -118,6 +119,9 @@ class MedlightCLI(LightningCLI):
         if cfg.get("ckpt_path") is None and cfg.get("resume") and newest is not None:
             rank_zero_info(f"Resuming from {newest}")
             cfg["ckpt_path"] = str(newest)
+            if self.trainer.is_global_zero:
+                step = int(torch.load(newest, map_location="cpu", weights_only=True).get("global_step", 0))
+                drop_replayed_rows(layout.metrics_log, step)
 
     def after_fit(self) -> None:
         if not self.config_init["fit"].get("test_after_fit") or self.trainer.interrupted:

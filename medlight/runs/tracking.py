@@ -15,7 +15,7 @@ from lightning.pytorch.loggers import CSVLogger, Logger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 
-from medlight.runs.layout import RunLayout, write_text
+from medlight.runs.layout import RunLayout, atomic_write, write_text
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,23 @@ class ResumableCSVLogger(CSVLogger):
             self._fs.makedirs(self.root_dir, exist_ok=True)
             self._experiment = _AppendingWriter(log_dir=self.log_dir)
         return self._experiment  # type: ignore[return-value]
+
+
+def drop_replayed_rows(metrics_log: Path, global_step: int) -> int:
+    """Drop the rows of ``metrics.csv`` logged at or after ``global_step``: a run resumed from a checkpoint of
+    that step logs those steps again, and two rows for one step would double them in learning curves."""
+    if not metrics_log.is_file():
+        return 0
+    with metrics_log.open(newline="") as f:
+        reader = csv.DictReader(f)
+        fields, rows = list(reader.fieldnames or []), list(reader)
+    keep = [r for r in rows if not r.get("step") or int(float(r["step"])) < global_step]
+    if len(keep) < len(rows):
+        with atomic_write(metrics_log) as f:
+            writer = csv.DictWriter(f, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(keep)
+    return len(rows) - len(keep)
 
 
 def build_loggers(run_dir: Path, tracking: Tracking) -> list[Logger]:

@@ -1,5 +1,6 @@
 """Resuming: a resumed run continues the very same batches and ends with the very same weights."""
 
+import csv
 import os
 import signal
 import subprocess
@@ -83,43 +84,56 @@ def test_resumed_run_sees_the_same_batches_and_ends_with_the_same_weights(
         assert torch.equal(value, weights[name]), name
 
 
+def fit_command(data: Path, run_dir: Path) -> list[str]:
+    """A fit of 60 steps with last.ckpt every 5 steps, the run the kill test interrupts."""
+    return [
+        sys.executable, "-m", "medlight",
+        *tiny_fit_args(
+            data, run_dir, "--trainer.max_epochs", "20", "--trainer.check_val_every_n_epoch", "10",
+            "--trainer.deterministic", "true", "--checkpoint_every_n_steps", "5", "--test_after_fit", "false",
+        ),
+    ]  # fmt: skip
+
+
+def train_rows(metrics_log: Path) -> list[tuple[str, str]]:
+    rows = list(csv.DictReader(metrics_log.open()))
+    return [(r["step"], r["train/loss"]) for r in rows if r.get("train/loss")]
+
+
 @pytest.mark.slow
-def test_a_killed_fit_resumes_from_its_last_checkpoint(tmp_path: Path) -> None:
+def test_a_run_killed_mid_training_resumes_and_ends_exactly_as_an_uninterrupted_one(tmp_path: Path) -> None:
     data = make_msd(tmp_path / "data", n=12, shape=(20, 20, 16))
-    run_dir = tmp_path / "run"
-    args = tiny_fit_args(data, run_dir, "--trainer.max_epochs", "400", "--test_after_fit", "false")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    full = subprocess.run(fit_command(data, tmp_path / "full"), cwd=REPO, env=env, capture_output=True, text=True)
+    assert full.returncode == 0, full.stderr[-3000:]
+    total = torch.load(tmp_path / "full" / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
+    assert total == 60
+
+    run = tmp_path / "killed"
+    last = run / "checkpoints" / "last.ckpt"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "medlight", *args],
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        fit_command(data, run), cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    last = run_dir / "checkpoints" / "last.ckpt"
-    deadline = time.time() + 240
-    while not last.is_file() and time.time() < deadline:
-        time.sleep(0.2)
-    time.sleep(1.0)
+    deadline, step = time.time() + 300, 0
+    while time.time() < deadline and proc.poll() is None:
+        if last.is_file():
+            step = torch.load(last, weights_only=True)["global_step"]  # written atomically: always whole
+            if step >= 15:
+                break
+        time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert last.is_file(), "no checkpoint was written before the deadline"
-    killed_at = torch.load(last, weights_only=False)["global_step"]
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "medlight",
-            *args[:-4],
-            "--trainer.max_epochs",
-            str(killed_at // 3 + 2),
-            "--test_after_fit",
-            "false",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "Resuming from" in result.stderr + result.stdout
-    assert torch.load(last, weights_only=False)["global_step"] > killed_at
+    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    assert 15 <= step < total, f"killed at step {step}: not mid-training"
+
+    resumed = subprocess.run(fit_command(data, run), cwd=REPO, env=env, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "Resuming from" in resumed.stderr + resumed.stdout
+    reference = torch.load(tmp_path / "full" / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    weights = torch.load(last, weights_only=True)["state_dict"]
+    assert reference.keys() == weights.keys()
+    for name, value in reference.items():
+        assert torch.equal(value, weights[name]), name
+    # every step logged once, with the same loss as the uninterrupted run
+    assert train_rows(run / "metrics.csv") == train_rows(tmp_path / "full" / "metrics.csv")
+    assert not list(run.rglob(".*.tmp"))
