@@ -84,6 +84,21 @@ def test_config_runs(config: Path, tmp_path: Path) -> None:
     assert (tmp_path / "metrics" / "test_summary.json").is_file()
 
 
+EXPERIMENT_CONFIGS = sorted(p for p in (REPO / "experiments").glob("*/*.yaml") if p.name != "study.yaml")
+
+
+@pytest.mark.parametrize("config", EXPERIMENT_CONFIGS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_experiment_config_parses(config: Path, capsys) -> None:
+    """An experiment's own configs live in its folder; they read data from ../shared, so only the parse (types,
+    class paths, stacking with their companions) is checked here, everywhere."""
+    assert re.search(r"^# run-with:", config.read_text(), flags=re.MULTILINE), f"{config}: no run-with line"
+    args = ["fit"] + [a for part in stack_for(config) for a in ("--config", str(part))] + ["--print_config"]
+    with pytest.raises(SystemExit) as done:
+        run_cli(args)
+    assert done.value.code in (None, 0)
+    assert "class_path" in capsys.readouterr().out
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("config", [p for p in ALL if "accelerator: gpu" in p.read_text()], ids=lambda p: p.name)
 def test_gpu_config_runs_on_a_gpu(config: Path, tmp_path: Path) -> None:
