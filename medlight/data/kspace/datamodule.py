@@ -104,6 +104,10 @@ class KspaceDataModule(MedlightDataModule):
         self.num_folds, self.fold, self.test_fraction = num_folds, fold, test_fraction
         self.train_centers, self.test_centers, self.max_train_volumes = train_centers, test_centers, max_train_volumes
         self.acceleration, self.center_fraction, self.mask = acceleration, center_fraction, mask
+        try:  # an impossible mask must fail now, not at the first validation or test
+            cartesian_mask(64, acceleration, center_fraction, mask)
+        except ValueError as err:
+            raise ConfigError(f"data.acceleration / data.center_fraction: {err}") from err
         self.case_ids: list[str] = []
         self.case_meta: dict[int, dict[str, str]] = {}  # case index -> case_id, center, protocol
         self.parts: dict[str, list[dict]] = {}

@@ -88,3 +88,11 @@ def test_unknown_center_is_refused(tmp_path: Path, sources: Path) -> None:
     dm = KspaceDataModule(simulation=_config(tmp_path, sources), num_folds=2, test_centers=["Q"])
     with pytest.raises(ConfigError, match="Q"):
         dm.setup("fit")
+
+
+def test_an_impossible_mask_is_refused_when_the_data_module_is_made() -> None:
+    from medlight.data import KspaceDataModule
+    from medlight.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="acceleration=8, center_fraction=0.375"):
+        KspaceDataModule(dataset="anywhere", acceleration=8, center_fraction=0.375)  # 24 centre lines of 64
