@@ -133,7 +133,8 @@ class MedlightCLI(LightningCLI):
 def default_run_dir(config: dict[str, Any]) -> str:
     """``runs/<data set>/<network>`` (e.g. ``runs/hippocampus/ResUNet``) for a run whose config names no folder."""
     identity = run_identity(config)
-    dataset = next((v for k, v in identity.items() if k.startswith("data.") and isinstance(v, str) and v), None)
+    sources = [v.get("dataset") if isinstance(v, dict) else v for k, v in identity.items() if k.startswith("data.")]
+    dataset = next((v for v in sources if isinstance(v, str) and v), None)
     data_name = Path(dataset).stem if dataset else str(identity["data"] or "data").rsplit(".", 1)[-1]
     net = identity["model.net"]
     net_name = net.get("class_path") if isinstance(net, dict) else identity["model"]
