@@ -12,7 +12,7 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 from torch import Tensor
 
-from medlight.errors import NonFiniteError
+from medlight.errors import ConfigError, NonFiniteError
 from medlight.runs.layout import RunLayout, SummaryContributor
 from medlight.tasks.optim import default_optimizer
 
@@ -62,6 +62,21 @@ class MedlightTask(LightningModule):
         if hasattr(scheduler, "set_total_steps"):
             scheduler.set_total_steps(int(self.trainer.estimated_stepping_batches))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": self.scheduler_interval}}
+
+    # -- set-up ------------------------------------------------------------------------------------------
+    def probe_network(self, in_channels: int, patch_size: tuple[int, ...], what: str) -> tuple[Tensor, Tensor]:
+        """Run the network once on a zero patch of the data's shape: (input, output), or a ConfigError that
+        says why the network cannot take ``what`` (e.g. "a 1-channel 3D patch of size (32, 48, 32)")."""
+        x = torch.zeros(1, in_channels, *patch_size, device=self.device)
+        net: Any = self.net
+        try:
+            with torch.no_grad():
+                y = net.eval()(x)
+        except RuntimeError as err:
+            raise ConfigError(f"the network cannot take {what} from this data: {err}") from err
+        finally:
+            net.train()
+        return x, y
 
     # -- non-finite loss guard -------------------------------------------------------------------------
     def guard_loss(self, loss: Tensor) -> Tensor:

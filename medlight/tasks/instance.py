@@ -99,16 +99,8 @@ class InstanceSegmentationTask(MedlightTask):
 
     def setup(self, stage: str) -> None:
         spec = self.datamodule_.spec
-        x = torch.zeros(1, spec.in_channels, *spec.patch_size, device=self.device)
-        try:
-            with torch.no_grad():
-                y = self.net.eval()(x)
-        except RuntimeError as err:
-            raise ConfigError(
-                f"the network cannot take a {spec.in_channels}-channel patch {spec.patch_size}: {err}"
-            ) from err
-        finally:
-            self.net.train()
+        what = f"a {spec.in_channels}-channel patch {spec.patch_size}"
+        x, y = self.probe_network(spec.in_channels, spec.patch_size, what)
         if tuple(y.shape) != (1, 3, *spec.patch_size):
             raise ConfigError(
                 f"the network maps a {tuple(x.shape)} patch to {tuple(y.shape)}; instance segmentation needs "

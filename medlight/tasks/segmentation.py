@@ -75,17 +75,8 @@ class SegmentationTask(MedlightTask):
             )
 
     def _check_network(self, spec: SegmentationSpec) -> None:
-        x = torch.zeros(1, spec.in_channels, *spec.patch_size, device=self.device)
-        try:
-            with torch.no_grad():
-                y = self.net.eval()(x)
-        except RuntimeError as err:
-            raise ConfigError(
-                f"the network cannot take a {spec.in_channels}-channel {spec.spatial_dims}D patch "
-                f"of size {spec.patch_size} from this data: {err}"
-            ) from err
-        finally:
-            self.net.train()
+        what = f"a {spec.in_channels}-channel {spec.spatial_dims}D patch of size {spec.patch_size}"
+        x, y = self.probe_network(spec.in_channels, spec.patch_size, what)
         expected = len(spec.class_names) + 1
         if y.shape[1] != expected or tuple(y.shape[2:]) != tuple(spec.patch_size):
             raise ConfigError(
