@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import sys
@@ -131,14 +132,17 @@ class MedlightCLI(LightningCLI):
 
 
 def default_run_dir(config: dict[str, Any]) -> str:
-    """``runs/<data set>/<network>`` (e.g. ``runs/hippocampus/ResUNet``) for a run whose config names no folder."""
+    """``runs/<data set>/<network>-<hash of the run identity>`` (e.g. ``runs/hippocampus/ResUNet-3f2a1c``) for a
+    run whose config names no folder: the same configuration finds its folder again (and resumes), another
+    task, network or data set never shares it."""
     identity = run_identity(config)
     sources = [v.get("dataset") if isinstance(v, dict) else v for k, v in identity.items() if k.startswith("data.")]
     dataset = next((v for v in sources if isinstance(v, str) and v), None)
     data_name = Path(dataset).stem if dataset else str(identity["data"] or "data").rsplit(".", 1)[-1]
     net = identity["model.net"]
-    net_name = net.get("class_path") if isinstance(net, dict) else identity["model"]
-    return str(Path("runs") / data_name / str(net_name or "model").rsplit(".", 1)[-1])
+    net_name = str((net.get("class_path") if isinstance(net, dict) else identity["model"]) or "model")
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:6]
+    return str(Path("runs") / data_name / f"{net_name.rsplit('.', 1)[-1]}-{digest}")  # one folder per identity
 
 
 def check_same_run(layout: RunLayout, config: dict[str, Any]) -> None:
