@@ -188,7 +188,7 @@ def _from_msd(root: Path, spec_path: Path, spec: dict) -> DatasetDescription:
     channels = _ordered_names(spec.get("modality", {"0": "image"}), spec_path, "modality")
     training = spec["training"]
     if not isinstance(training, list) or not all(isinstance(e, dict) for e in training):
-        raise DatasetError(f"{spec_path}: 'training' must be a list of {{\"image\": ..., \"label\": ...}} objects")
+        raise DatasetError(f'{spec_path}: \'training\' must be a list of {{"image": ..., "label": ...}} objects')
     cases: list[Case] = []
     listed_labels: set[Path] = set()
     for n, entry in enumerate(training):
@@ -224,7 +224,7 @@ def _from_msd(root: Path, spec_path: Path, spec: dict) -> DatasetDescription:
 def _ordered_names(names: object, spec_path: Path, key: str) -> list[str]:
     """Names of a {"0": name, "1": name} object (``modality``, ``channel_names``) in index order."""
     if not isinstance(names, dict) or not names or not all(_is_label_value(k) for k in names):
-        raise DatasetError(f"{spec_path}: '{key}' must be an object {{\"0\": name, \"1\": name, ...}}, got {names!r}")
+        raise DatasetError(f'{spec_path}: \'{key}\' must be an object {{"0": name, "1": name, ...}}, got {names!r}')
     return [str(name) for _, name in sorted(names.items(), key=lambda kv: int(kv[0]))]
 
 

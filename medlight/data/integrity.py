@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import os
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -23,7 +24,6 @@ from tqdm import tqdm
 
 from medlight.data.datalist import IMAGE_2D_ENDINGS, Case, DatasetDescription, strip_ending
 from medlight.data.problems import Problem
-
 
 # deflate cannot expand data more than ~1032 times: a gzip file claiming more voxels is lying
 MAX_GZIP_RATIO = 1100
@@ -63,25 +63,39 @@ def read_volume(path: Path) -> Volume:
     ending = strip_ending(path.name)[1].lower()
     try:
         if ending in IMAGE_2D_ENDINGS:
-            with Image.open(path) as img:
-                return Volume(np.asarray(img), (1.0, 1.0), None)
-        img = nib.load(str(path))  # reads the header only
-        if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
-            raise UnreadableFile(f"not a NIfTI file (nibabel read it as {type(img).__name__})")
-        _check_data_size(path, img.header)
+            with Image.open(path) as picture:
+                picture.verify()  # chunk checksums and the end of the file: decoding alone misses a cut tail
+            with Image.open(path) as picture:
+                return Volume(np.asarray(picture), (1.0, 1.0), None)
+        header = _raw_header(path, ending == ".nii.gz")  # as stored: nibabel's image tidies scaling away
+        _check_header(path, header)
+        nii = nib.load(str(path))
+        if not isinstance(nii, (nib.Nifti1Image, nib.Nifti2Image)):
+            raise UnreadableFile(f"not a NIfTI file (nibabel read it as {type(nii).__name__})")
         if ending == ".nii.gz":
-            img = type(img).from_bytes(gzip.decompress(path.read_bytes()))  # CRC checked at the stream's end
-        array = np.asanyarray(img.dataobj)
-        spacing = tuple(float(z) for z in img.header["pixdim"][1 : 1 + min(3, array.ndim)])
-        return Volume(array, spacing, img.affine, _header_issues(img.header, array, spacing))
+            nii = type(nii).from_bytes(gzip.decompress(path.read_bytes()))  # CRC checked at the stream's end
+        array = np.asanyarray(nii.dataobj)
+        spacing = tuple(float(z) for z in header["pixdim"][1 : 1 + min(3, array.ndim)])
+        return Volume(array, spacing, nii.affine, _header_issues(array, spacing))
     except UnreadableFile:
         raise
     except Exception as err:  # nibabel/PIL/zlib/gzip raise many types for broken files
         raise UnreadableFile(f"cannot be read ({type(err).__name__}: {err})") from err
 
 
-def _check_data_size(path: Path, header) -> None:
-    """Refuse a header whose voxels cannot fit in the file, before anything is allocated for them."""
+def _raw_header(path: Path, gz: bool) -> nib.Nifti1Header:
+    with (gzip.open if gz else open)(path, "rb") as f:
+        block = f.read(540)
+    if len(block) < 348:
+        raise UnreadableFile(f"{len(block)} bytes: too short for a NIfTI header")
+    klass = nib.Nifti2Header if nib.Nifti2Header.may_contain_header(block) else nib.Nifti1Header
+    if not klass.may_contain_header(block):
+        raise UnreadableFile("not a NIfTI file (no NIfTI-1/2 header)")
+    return klass.from_fileobj(io.BytesIO(block), check=False)  # guesses the byte order
+
+
+def _check_header(path: Path, header) -> None:
+    """Refuse a header whose voxels cannot fit in the file, or whose scaling is not finite, before reading."""
     claimed = int(header.get_data_offset()) + int(np.prod(header.get_data_shape(), dtype=np.float64)) * int(
         header.get_data_dtype().itemsize
     )
@@ -93,15 +107,15 @@ def _check_data_size(path: Path, header) -> None:
             f"{size} bytes{' compressed' if gz else ''}: truncated or corrupt header",
             "data_size",
         )
-
-
-def _header_issues(header, array: np.ndarray, spacing: tuple[float, ...]) -> list[tuple[str, str]]:
-    issues = []
     slope, inter = float(header["scl_slope"]), float(header["scl_inter"])
     # NaN or 0 slope means "no scaling" (nibabel writes NaN); an infinite slope, or a real slope with a
     # non-finite intercept, scales every voxel to Inf/NaN in readers that apply it
     if np.isinf(slope) or (np.isfinite(slope) and slope != 0 and not np.isfinite(inter)):
-        issues.append(("bad_scaling", f"scl_slope={slope:g}, scl_inter={inter:g}: scaling is not finite"))
+        raise UnreadableFile(f"scl_slope={slope:g}, scl_inter={inter:g}: voxel scaling is not finite", "bad_scaling")
+
+
+def _header_issues(array: np.ndarray, spacing: tuple[float, ...]) -> list[tuple[str, str]]:
+    issues = []
     if not all(np.isfinite(z) and z > 0 for z in spacing):
         issues.append(("bad_spacing", f"voxel size {_fmt(spacing)} must be finite and positive"))
     if np.iscomplexobj(array):
@@ -195,7 +209,9 @@ def _duplicates_of_orphans(desc: DatasetDescription, label_hashes: dict[str, str
     return out
 
 
-def _check_case(case: Case, desc: DatasetDescription, label_map: dict[int, int]) -> tuple[list[Problem], str | None, int]:
+def _check_case(
+    case: Case, desc: DatasetDescription, label_map: dict[int, int]
+) -> tuple[list[Problem], str | None, int]:
     try:
         return _check_case_files(case, desc, label_map)
     except Exception as err:  # a checker bug must not hide the other cases' problems
