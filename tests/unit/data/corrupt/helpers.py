@@ -15,7 +15,7 @@ from medlight.data.datalist import discover
 from medlight.data.integrity import check_dataset
 from medlight.data.problems import Problem
 from medlight.errors import MedlightError
-from tests.conftest import LABELS, make_msd, make_nnunet_v2, make_png
+from tests.conftest import make_msd, make_nnunet_v2, make_png
 
 SHAPE = (8, 8, 6)
 SEED = 1234
