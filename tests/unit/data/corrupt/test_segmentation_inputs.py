@@ -3,7 +3,6 @@ file and the check, from ``check_dataset`` (as ``check-data`` runs it) or the da
 
 from __future__ import annotations
 
-import json
 import shutil
 import zlib
 from collections.abc import Callable
@@ -327,8 +326,3 @@ def test_fit_refuses_duplicate_case(tmp_path: Path) -> None:
     root = msd(tmp_path / "msd")
     edit_json(root / "dataset.json", _training(lambda t: [*t, t[0]]))
     assert_flagged(lambda: _module(root, tmp_path).prepare_data(), "duplicate_case", "dataset.json")
-
-
-def test_dataset_json_stays_json(tmp_path: Path) -> None:
-    root = msd(tmp_path / "msd")
-    assert json.loads((root / "dataset.json").read_text())["training"]

@@ -18,7 +18,6 @@ from medlight.data.segmentation import Preprocessing, SegmentationDataModule
 from medlight.data.splits import load_or_create_splits
 from tests.conftest import LABELS, save_nifti
 from tests.unit.data.corrupt.helpers import (
-    SHAPE,
     assert_clean,
     check,
     edit_json,
@@ -238,7 +237,3 @@ VALID = {f.__name__: f for f in [
 @pytest.mark.parametrize("variant", sorted(VALID))
 def test_valid_but_unusual(tmp_path: Path, variant: str) -> None:
     assert_clean(VALID[variant](tmp_path))
-
-
-def test_shape_is_tiny() -> None:
-    assert np.prod(SHAPE) < 1000
