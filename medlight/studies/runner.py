@@ -9,7 +9,6 @@ import sys
 import time
 from pathlib import Path
 
-from medlight.runs.layout import RunLayout
 from medlight.studies.spec import Run, Study, _repo_root
 
 DEFAULT_RUNS_ROOT = Path("runs") / "studies"
@@ -21,7 +20,7 @@ def run_dir(study: Study, budget: str, run: Run, runs_root: Path = DEFAULT_RUNS_
 
 def is_complete(folder: Path) -> bool:
     """A run is complete once its test summary exists (it is written after fit and test both finished)."""
-    return RunLayout(folder).is_complete()
+    return (folder / "metrics" / "test_summary.json").is_file()
 
 
 def command_line(study: Study, budget: str, run: Run, runs_root: Path) -> list[str]:
