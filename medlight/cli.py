@@ -173,12 +173,12 @@ def check_data_main(argv: list[str]) -> int:
         "--labels",
         type=json.loads,
         default=None,
-        help='label values and names for folder layouts, e.g. \'{"0": "background", "1": "organ"}\'',
+        help='label values and names for folder layouts, e.g. \'{"0": "background", "1": "organ"}\' '
+        'or nnU-Net v2 style \'{"background": 0, "organ": 1}\'',
     )
     parser.add_argument("--json", action="store_true", help="print the problems as JSON lines")
     args = parser.parse_args(argv)
-    labels = {int(k): v for k, v in args.labels.items()} if args.labels else None
-    desc = discover(args.path, labels)
+    desc = discover(args.path, args.labels)  # {value: name} or nnU-Net v2 {name: value}
     problems = check_dataset(desc, progress=sys.stderr.isatty())
     if args.json:
         for p in problems:

@@ -8,11 +8,13 @@ and orientation/origin, no NaN/Inf voxels, label values are integers declared by
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import io
 import os
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import nibabel as nib
@@ -23,46 +25,125 @@ from tqdm import tqdm
 from medlight.data.datalist import IMAGE_2D_ENDINGS, Case, DatasetDescription, strip_ending
 from medlight.data.problems import Problem
 
+# deflate cannot expand data more than ~1032 times: a gzip file claiming more voxels is lying
+MAX_GZIP_RATIO = 1100
+
 
 @dataclass
 class Volume:
-    """The parts of a file the checks need."""
+    """The parts of a file the checks need.
+
+    Attributes:
+        array: the voxels.
+        spacing: voxel size per spatial axis.
+        affine: voxel -> world transform (None for 2D image files).
+        issues: (check, message) of header values that make the file unusable although it reads.
+    """
 
     array: np.ndarray
     spacing: tuple[float, ...]
     affine: np.ndarray | None
+    issues: list[tuple[str, str]] = field(default_factory=list)
 
 
 class UnreadableFile(Exception):
-    """A file could not be read; the message says why."""
+    """A file could not be read; the message says why, ``check`` names the failed check."""
+
+    def __init__(self, message: str, check: str = "unreadable") -> None:
+        super().__init__(message)
+        self.check = check
 
 
 def read_volume(path: Path) -> Volume:
-    """Read a NIfTI volume or a 2D image fully (so truncated files are caught)."""
+    """Read a NIfTI volume or a 2D image fully, so truncated and corrupted files are caught.
+
+    The header's data size is compared with the file size before any voxel is read, and a gzip stream is
+    decompressed to its end, so its CRC is checked.
+    """
     ending = strip_ending(path.name)[1].lower()
     try:
         if ending in IMAGE_2D_ENDINGS:
-            with Image.open(path) as img:
-                return Volume(np.asarray(img), (1.0, 1.0), None)
-        img = nib.load(str(path))  # type: ignore[assignment]
-        if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
-            raise UnreadableFile(f"not a NIfTI file (nibabel read it as {type(img).__name__})")
-        array = np.asanyarray(img.dataobj)
-        spacing = tuple(float(z) for z in img.header.get_zooms()[:3])
-        return Volume(array, spacing, img.affine)
+            with Image.open(path) as picture:
+                picture.verify()  # chunk checksums and the end of the file: decoding alone misses a cut tail
+            with Image.open(path) as picture:
+                return Volume(np.asarray(picture), (1.0, 1.0), None)
+        header = _raw_header(path, ending == ".nii.gz")  # as stored: nibabel's image tidies scaling away
+        _check_header(path, header)
+        nii = nib.load(str(path))
+        if not isinstance(nii, (nib.Nifti1Image, nib.Nifti2Image)):
+            raise UnreadableFile(f"not a NIfTI file (nibabel read it as {type(nii).__name__})")
+        if ending == ".nii.gz":
+            nii = type(nii).from_bytes(gzip.decompress(path.read_bytes()))  # CRC checked at the stream's end
+        array = np.asanyarray(nii.dataobj)
+        spacing = tuple(float(z) for z in header["pixdim"][1 : 1 + min(3, array.ndim)])
+        return Volume(array, spacing, nii.affine, _header_issues(array, spacing))
     except UnreadableFile:
         raise
-    except Exception as err:  # nibabel/PIL/zlib raise many types for broken files
+    except Exception as err:  # nibabel/PIL/zlib/gzip raise many types for broken files
         raise UnreadableFile(f"cannot be read ({type(err).__name__}: {err})") from err
 
 
-def check_dataset(desc: DatasetDescription, progress: bool = True, workers: int | None = None) -> list[Problem]:
-    """Run every check on every case of ``desc`` and return all problems, discovery problems included."""
+def _raw_header(path: Path, gz: bool) -> nib.Nifti1Header:
+    with (gzip.open if gz else open)(path, "rb") as f:
+        block = f.read(540)
+    if len(block) < 348:
+        raise UnreadableFile(f"{len(block)} bytes: too short for a NIfTI header")
+    klass = nib.Nifti2Header if nib.Nifti2Header.may_contain_header(block) else nib.Nifti1Header
+    if not klass.may_contain_header(block):
+        raise UnreadableFile("not a NIfTI file (no NIfTI-1/2 header)")
+    return klass.from_fileobj(io.BytesIO(block), check=False)  # guesses the byte order
+
+
+def _check_header(path: Path, header) -> None:
+    """Refuse a header whose voxels cannot fit in the file, or whose scaling is not finite, before reading."""
+    claimed = int(header.get_data_offset()) + int(np.prod(header.get_data_shape(), dtype=np.float64)) * int(
+        header.get_data_dtype().itemsize
+    )
+    size = path.stat().st_size
+    gz = path.name.lower().endswith(".gz")
+    if claimed > (size * MAX_GZIP_RATIO if gz else size):
+        raise UnreadableFile(
+            f"header claims {claimed} bytes of data (shape {header.get_data_shape()}) but the file has only "
+            f"{size} bytes{' compressed' if gz else ''}: truncated or corrupt header",
+            "data_size",
+        )
+    slope, inter = float(header["scl_slope"]), float(header["scl_inter"])
+    # NaN or 0 slope means "no scaling" (nibabel writes NaN); an infinite slope, or a real slope with a
+    # non-finite intercept, scales every voxel to Inf/NaN in readers that apply it
+    if np.isinf(slope) or (np.isfinite(slope) and slope != 0 and not np.isfinite(inter)):
+        raise UnreadableFile(f"scl_slope={slope:g}, scl_inter={inter:g}: voxel scaling is not finite", "bad_scaling")
+
+
+def _header_issues(array: np.ndarray, spacing: tuple[float, ...]) -> list[tuple[str, str]]:
+    issues = []
+    if not all(np.isfinite(z) and z > 0 for z in spacing):
+        issues.append(("bad_spacing", f"voxel size {_fmt(spacing)} must be finite and positive"))
+    if np.iscomplexobj(array):
+        issues.append(("complex_values", f"voxels are complex ({array.dtype}); expected real values"))
+    return issues
+
+
+def check_dataset(
+    desc: DatasetDescription,
+    progress: bool = True,
+    workers: int | None = None,
+    label_map: dict[int, int] | None = None,
+) -> list[Problem]:
+    """Run every check on every case of ``desc`` and return all problems, discovery problems included.
+
+    Args:
+        desc: the dataset.
+        progress: show a progress bar.
+        workers: reading threads.
+        label_map: label values relabelled before use (``Preprocessing.label_map``, e.g. ``{255: 1}``);
+            declared values are checked after it.
+    """
     workers = workers or min(4, os.cpu_count() or 1)
+    label_map = {int(k): int(v) for k, v in (label_map or {}).items()}
     with ThreadPoolExecutor(workers) as pool:
         results = list(
             tqdm(
-                pool.map(lambda c: _check_case(c, desc), desc.cases),
+                pool.map(lambda c: _check_case(c, desc, label_map), desc.cases),
                 total=len(desc.cases),
                 desc="check-data",
                 disable=not progress,
@@ -128,9 +209,11 @@ def _duplicates_of_orphans(desc: DatasetDescription, label_hashes: dict[str, str
     return out
 
 
-def _check_case(case: Case, desc: DatasetDescription) -> tuple[list[Problem], str | None, int]:
+def _check_case(
+    case: Case, desc: DatasetDescription, label_map: dict[int, int]
+) -> tuple[list[Problem], str | None, int]:
     try:
-        return _check_case_files(case, desc)
+        return _check_case_files(case, desc, label_map)
     except Exception as err:  # a checker bug must not hide the other cases' problems
         path = case.images[0] if case.images else Path(case.case_id)
         return (
@@ -140,28 +223,30 @@ def _check_case(case: Case, desc: DatasetDescription) -> tuple[list[Problem], st
         )
 
 
-def _check_case_files(case: Case, desc: DatasetDescription) -> tuple[list[Problem], str | None, int]:
+def _check_case_files(
+    case: Case, desc: DatasetDescription, label_map: dict[int, int]
+) -> tuple[list[Problem], str | None, int]:
     problems: list[Problem] = []
 
     def fail(path: Path, check: str, message: str, severity: str = "error") -> None:
         problems.append(Problem(path, check, message, case.case_id, severity))  # type: ignore[arg-type]
 
-    images: list[tuple[Path, Volume]] = []
-    for path in case.images:
+    def read(path: Path) -> Volume | None:
         try:
-            images.append((path, read_volume(path)))
+            vol = read_volume(path)
         except UnreadableFile as err:
-            fail(path, "unreadable", str(err))
-    label = None
-    if case.label is not None:
-        try:
-            label = read_volume(case.label)
-        except UnreadableFile as err:
-            fail(case.label, "unreadable", str(err))
+            fail(path, err.check, str(err))
+            return None
+        for check, message in vol.issues:
+            fail(path, check, message)
+        return None if vol.issues else vol
+
+    images = [(path, vol) for path in case.images if (vol := read(path)) is not None]
+    label = read(case.label) if case.label is not None else None
     spatial_shape, channels = _check_images(images, desc, fail)
     if label is None or case.label is None:
         return problems, None, channels
-    _check_label(case.label, label, images, spatial_shape, desc, fail)
+    _check_label(case.label, label, images, spatial_shape, desc, label_map, fail)
     return problems, hashlib.sha1(label.array.tobytes()).hexdigest(), channels
 
 
@@ -222,6 +307,7 @@ def _check_label(
     images: list[tuple[Path, Volume]],
     spatial_shape: tuple[int, ...] | None,
     desc: DatasetDescription,
+    label_map: dict[int, int],
     fail,
 ) -> None:
     array = label.array
@@ -245,7 +331,7 @@ def _check_label(
         if not np.array_equal(array, np.round(array)):
             fail(path, "non_integer_label", "label holds non-integer values")
             return
-    values = np.unique(array).astype(np.int64)
+    values = np.array(sorted({label_map.get(v, v) for v in np.unique(array).astype(np.int64).tolist()}))
     if desc.labels:
         undeclared = sorted(set(values.tolist()) - set(desc.labels))
         if undeclared:

@@ -12,6 +12,7 @@ import hashlib
 import json
 import math
 import random
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +66,7 @@ def load_or_create_splits(
     seed: int = 0,
     test_fraction: float = 0.2,
     groups: dict[str, str] | None = None,
+    test_cases: Sequence[str] | None = None,
 ) -> Splits:
     """Load the split file at ``path``, or create it from ``case_ids`` if it does not exist.
 
@@ -73,24 +75,38 @@ def load_or_create_splits(
         case_ids: every case of the dataset, bad ones included, so that skipping a case never reshuffles.
         num_folds: number of validation folds (>= 2); fold k validates on 1/num_folds of the non-test cases.
         seed: seed of the shuffle.
-        test_fraction: share of cases (or groups) held out as the test set.
+        test_fraction: share of cases (or groups) held out as the test set; ignored with ``test_cases``.
         groups: case id -> group id (patient); cases of a group stay together.
+        test_cases: explicit held-out case ids (their groups go with them) instead of a random test set.
 
     Raises:
-        DatasetError: the existing file was made for other cases or settings, or cannot be written.
+        DatasetError: the existing file is malformed (parts overlap, unknown or unassigned or repeated ids),
+            was made for other cases or settings, or cannot be written.
     """
     path = Path(path)
+    wanted_test = sorted(set(test_cases)) if test_cases is not None else None
+    if wanted_test is not None:
+        unknown = sorted(set(wanted_test) - set(case_ids))
+        if unknown:
+            raise DatasetError(f"test_cases: {len(unknown)} id(s) are not cases of the dataset {_preview(unknown)}")
     if path.is_file():
-        return _load(path, case_ids, num_folds, seed, test_fraction)
-    content = _make(case_ids, num_folds, seed, test_fraction, groups or {})
+        return _load(path, case_ids, num_folds, seed, test_fraction, wanted_test)
+    content = _make(case_ids, num_folds, seed, test_fraction, groups or {}, wanted_test)
     try:
         write_json(path, content)
     except OSError as err:
         raise DatasetError(f"{path}: cannot write the split file ({err}); set split_file to a writable path") from err
-    return _load(path, case_ids, num_folds, seed, test_fraction)
+    return _load(path, case_ids, num_folds, seed, test_fraction, wanted_test)
 
 
-def _make(case_ids: Sequence[str], num_folds: int, seed: int, test_fraction: float, groups: dict[str, str]) -> dict:
+def _make(
+    case_ids: Sequence[str],
+    num_folds: int,
+    seed: int,
+    test_fraction: float,
+    groups: dict[str, str],
+    test_cases: list[str] | None,
+) -> dict:
     if num_folds < 2:
         raise DatasetError(f"num_folds must be >= 2, got {num_folds}")
     if not 0 <= test_fraction < 1:
@@ -100,11 +116,15 @@ def _make(case_ids: Sequence[str], num_folds: int, seed: int, test_fraction: flo
         members.setdefault(groups.get(cid, cid), []).append(cid)
     keys = sorted(members)
     random.Random(seed).shuffle(keys)
-    n_test = math.ceil(test_fraction * len(keys)) if test_fraction > 0 else 0
-    test_keys, rest = keys[:n_test], keys[n_test:]
+    if test_cases is not None:
+        chosen = {groups.get(cid, cid) for cid in test_cases}
+        test_keys, rest = [k for k in keys if k in chosen], [k for k in keys if k not in chosen]
+    else:
+        n_test = math.ceil(test_fraction * len(keys)) if test_fraction > 0 else 0
+        test_keys, rest = keys[:n_test], keys[n_test:]
     if len(rest) < num_folds:
         raise DatasetError(f"{len(rest)} case group(s) left after the test set: too few for {num_folds} folds")
-    return {
+    content = {
         "format": SPLIT_FORMAT,
         "seed": seed,
         "num_folds": num_folds,
@@ -114,31 +134,76 @@ def _make(case_ids: Sequence[str], num_folds: int, seed: int, test_fraction: flo
         "test": sorted(c for k in test_keys for c in members[k]),
         "folds": [sorted(c for k in rest[i::num_folds] for c in members[k]) for i in range(num_folds)],
     }
+    if test_cases is not None:
+        content["test_cases"] = test_cases
+    return content
 
 
-def _load(path: Path, case_ids: Sequence[str], num_folds: int, seed: int, test_fraction: float) -> Splits:
+def _load(
+    path: Path,
+    case_ids: Sequence[str],
+    num_folds: int,
+    seed: int,
+    test_fraction: float,
+    test_cases: list[str] | None,
+) -> Splits:
     raw = path.read_bytes()
     try:
         content = json.loads(raw)
         stored = (content["num_folds"], content["seed"], content["test_fraction"])
-        listed = set(content["case_ids"])
-    except (json.JSONDecodeError, KeyError, TypeError) as err:
-        raise DatasetError(f"{path}: not a medlight split file ({err}); delete it to make a new one") from err
-    if stored != (num_folds, seed, test_fraction):
+        listed = content["case_ids"]
+        test, folds = content["test"], content["folds"]
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as err:
         raise DatasetError(
-            f"{path}: made with num_folds={stored[0]}, seed={stored[1]}, test_fraction={stored[2]}, but this run "
-            f"asks for num_folds={num_folds}, seed={seed}, test_fraction={test_fraction}. Use the same settings, "
-            "or point split_file to a new file."
+            f"{path}: not a medlight split file (needs num_folds, seed, test_fraction, case_ids, test, folds; "
+            f"{type(err).__name__}: {err}); delete it to make a new one"
+        ) from err
+    _validate(path, listed, test, folds)
+    if stored != (num_folds, seed, test_fraction) or len(folds) != num_folds:
+        raise DatasetError(
+            f"{path}: made with num_folds={stored[0]} ({len(folds)} folds), seed={stored[1]}, "
+            f"test_fraction={stored[2]}, but this run asks for num_folds={num_folds}, seed={seed}, "
+            f"test_fraction={test_fraction}. Use the same settings, or point split_file to a new file."
+        )
+    if test_cases is not None and not set(test_cases) <= set(test):
+        raise DatasetError(
+            f"{path}: test_cases {_preview(sorted(set(test_cases) - set(test)))} are not in this split file's test "
+            "set; point split_file to a new file to make a split with them held out"
         )
     current = set(case_ids)
-    if listed != current:
-        new, gone = sorted(current - listed), sorted(listed - current)
+    if set(listed) != current:
+        new, gone = sorted(current - set(listed)), sorted(set(listed) - current)
         raise DatasetError(
             f"{path}: split file does not match the dataset: {len(new)} case(s) not in the split "
             f"{_preview(new)}, {len(gone)} split case(s) not in the dataset {_preview(gone)}. "
             "Runs must share one partition: restore the dataset, or make a new split file."
         )
-    return Splits(path, seed, content["test"], content["folds"], hashlib.sha256(raw).hexdigest())
+    return Splits(path, seed, list(test), [list(f) for f in folds], hashlib.sha256(raw).hexdigest())
+
+
+def _validate(path: Path, listed: object, test: object, folds: object) -> None:
+    """A split file must partition its ``case_ids``: disjoint parts, every id known and assigned exactly once."""
+
+    def ids(value: object) -> bool:
+        return isinstance(value, list) and all(isinstance(x, str) for x in value)
+
+    if not ids(listed) or not ids(test) or not isinstance(folds, list) or not all(ids(f) for f in folds):
+        raise DatasetError(f"{path}: case_ids, test and every fold must be lists of case ids (strings)")
+    assert isinstance(listed, list) and isinstance(test, list)  # for mypy: checked above
+    parts = [("test", test), *((f"fold {k}", fold) for k, fold in enumerate(folds))]
+    seen: dict[str, str] = {}
+    for name, part in parts:
+        for cid in part:
+            if cid in seen:
+                where = "twice in " + name if seen[cid] == name else f"in both {seen[cid]} and {name}"
+                raise DatasetError(f"{path}: split parts overlap: case {cid} is {where}")
+            seen[cid] = name
+    repeated = sorted(cid for cid, n in Counter(listed).items() if n > 1)
+    unknown = sorted(set(seen) - set(listed))
+    unassigned = sorted(set(listed) - set(seen))
+    for what, found in (("repeated in case_ids", repeated), ("unknown", unknown), ("in no part", unassigned)):
+        if found:
+            raise DatasetError(f"{path}: invalid split file: {len(found)} case id(s) {what} {_preview(found)}")
 
 
 def _preview(ids: list[str], n: int = 5) -> str:

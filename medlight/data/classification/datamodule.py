@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import logging
 import re
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -156,30 +157,44 @@ class ClassificationDataModule(MedlightDataModule):
     def _from_csv(self, path: Path) -> list[dict]:
         if not path.is_file():
             raise DatasetError(f"{path}: CSV file not found")
-        with path.open(newline="") as f:
-            rows = list(csv.DictReader(f))
+        try:
+            with path.open(newline="") as f:
+                rows = list(csv.DictReader(f))
+        except (csv.Error, UnicodeDecodeError) as err:
+            raise DatasetError(f"{path}: not a readable CSV file ({err})") from err
         missing = {"path", "label", "patient"} - set(rows[0] if rows else {})
         if missing:
             raise DatasetError(f"{path}: missing column(s) {sorted(missing)} (needs path, label, patient[, mask])")
-        self.class_names = self.class_names_arg or sorted({r["label"].strip() for r in rows})
-        items = []
         for n, row in enumerate(rows, start=2):
-            mask = path.parent / row["mask"] if row.get("mask") else None
-            label = self._class_index(row["label"], f"{path} line {n}")
-            items.append(image_item(path.parent / row["path"], label, row["patient"], self.image_size, mask))
+            empty = [k for k in ("path", "label", "patient") if not (row.get(k) or "").strip()]
+            if empty:
+                raise DatasetError(f"{path} line {n}: empty {', '.join(empty)}")
+        self.class_names = self.class_names_arg or sorted({r["label"].strip() for r in rows})
+        items, files = [], []
+        for n, row in enumerate(rows, start=2):
+            where = f"{path} line {n}"
+            file = _inside(path.parent, row["path"].strip(), where)
+            mask = _inside(path.parent, row["mask"].strip(), where) if (row.get("mask") or "").strip() else None
+            label = self._class_index(row["label"], where)
+            items.append(image_item(file, label, row["patient"], self.image_size, mask))
+            files.append(file)
+        _same_channels(items, files)
         return items
 
     def _from_folders(self, root: Path) -> list[dict]:
         if not root.is_dir():
             raise DatasetError(f"{root}: image folder not found")
         self.class_names = self.class_names_arg or sorted(p.name for p in root.iterdir() if p.is_dir())
-        items = []
+        items, files = [], []
         for label, name in enumerate(self.class_names):
             for file in sorted((root / name).glob("*")):
                 if file.name.lower().endswith(IMAGE_SUFFIXES):
+                    _inside(root, file, str(root / name))
                     match = re.match(self.patient_pattern, file.name)
                     patient = match.group(1) if match and match.groups() else file.name
                     items.append(image_item(file, label, patient, self.image_size, None))
+                    files.append(file)
+        _same_channels(items, files)
         return items
 
     def _from_volumes(self, spec: VolumeSlices) -> list[dict]:
@@ -275,3 +290,24 @@ class ClassificationDataModule(MedlightDataModule):
     def in_channels(self) -> int:
         self._load()
         return int(self.items[0]["image"].shape[0])
+
+
+def _inside(root: Path, rel: str | Path, where: str) -> Path:
+    """``root / rel`` with symlinks resolved; a DatasetError if it leaves ``root``."""
+    path = (root / rel).resolve()
+    if not path.is_relative_to(root.resolve()):
+        raise DatasetError(f"{where}: path {str(rel)!r} resolves to {path}, outside the dataset folder {root}")
+    return path
+
+
+def _same_channels(items: list[dict], files: list[Path]) -> None:
+    """Every image must have the channel count most images have (grey, RGB and RGBA do not mix)."""
+    counts = Counter(int(it["image"].shape[0]) for it in items)
+    if len(counts) <= 1:
+        return
+    usual = counts.most_common(1)[0][0]
+    odd = next((f, int(it["image"].shape[0])) for it, f in zip(items, files) if it["image"].shape[0] != usual)
+    raise DatasetError(
+        f"{odd[0]}: image has {odd[1]} channel(s), most images have {usual} ({dict(counts)} images per channel "
+        "count); convert them all to one mode (grey, RGB or RGBA)"
+    )

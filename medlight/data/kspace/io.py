@@ -19,6 +19,7 @@ identifiers. Anything wrong with a file raises :class:`medlight.errors.DatasetEr
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,8 +70,8 @@ def read_kspace(path: str | Path) -> KspaceVolume:
 
 
 def _read_npy(path: Path) -> KspaceVolume:
-    try:
-        array = np.load(path, allow_pickle=False)
+    try:  # memory-mapped first: a header claiming more data than the file holds fails before allocating
+        array = np.array(np.load(path, mmap_mode="r", allow_pickle=False))
     except Exception as err:  # NumPy raises ValueError/OSError/EOFError for broken files
         raise DatasetError(f"{path}: cannot be read as .npy ({type(err).__name__}: {err})") from err
     if array.ndim == 3:
@@ -83,10 +84,11 @@ def _read_h5(path: Path) -> KspaceVolume:
         with h5py.File(path, "r") as f:
             if "kspace" not in f:
                 raise DatasetError(f"{path}: no `kspace` dataset (has {sorted(f.keys())})")
-            kspace = _as_complex(f["kspace"][()], path, "kspace")
+            kspace = _as_complex(_read_dataset(f, "kspace", path), path, "kspace")
             if kspace.ndim == 3:  # single-coil fastMRI: [slices, H, W]
                 kspace = kspace[:, None]
-            target = f["reconstruction_rss"][()].astype(np.float32) if "reconstruction_rss" in f else None
+            rss_ = _read_dataset(f, "reconstruction_rss", path) if "reconstruction_rss" in f else None
+            target = _real(rss_, path, "reconstruction_rss") if rss_ is not None else None
             center, protocol = (_attr(f.attrs.get(k)) for k in ("center", "protocol"))
     except OSError as err:
         raise DatasetError(f"{path}: cannot be read as HDF5 ({err})") from err
@@ -96,12 +98,15 @@ def _read_h5(path: Path) -> KspaceVolume:
 def _read_mat(path: Path) -> KspaceVolume:
     if not h5py.is_hdf5(path):
         raise DatasetError(f"{path}: not a MATLAB v7.3 (HDF5-based) file; re-save it in MATLAB with `-v7.3`")
-    with h5py.File(path, "r") as f:
-        keys = sorted(k for k in f if k.lower().startswith("kspace"))
-        if not keys:
-            raise DatasetError(f"{path}: no variable named kspace* (has {sorted(f.keys())})")
-        key = "kspace_full" if "kspace_full" in keys else keys[0]
-        raw = _as_complex(f[key][()], path, key)
+    try:
+        with h5py.File(path, "r") as f:
+            keys = sorted(k for k in f if k.lower().startswith("kspace"))
+            if not keys:
+                raise DatasetError(f"{path}: no variable named kspace* (has {sorted(f.keys())})")
+            key = "kspace_full" if "kspace_full" in keys else keys[0]
+            raw = _as_complex(_read_dataset(f, key, path), path, key)
+    except OSError as err:
+        raise DatasetError(f"{path}: cannot be read as MATLAB v7.3 ({err})") from err
     if raw.ndim not in (3, 4, 5):
         raise DatasetError(f"{path}: `{key}` has {raw.ndim} dimensions; expected [kx, ky, coils(, slices, frames)]")
     # h5py order: (frames, slices, coils, ky, kx) -> [frames*slices, coils, kx, ky]
@@ -109,6 +114,37 @@ def _read_mat(path: Path) -> KspaceVolume:
     kspace = raw.reshape(-1, coils, ky, kx).transpose(0, 1, 3, 2)
     center = next((p.name for p in path.parents if p.name.lower().startswith("center")), UNKNOWN)
     return KspaceVolume(path, np.ascontiguousarray(kspace), center, path.stem)
+
+
+# compressed HDF5 chunks cannot hold data more than ~1000 times their stored size
+MAX_COMPRESSION_RATIO = 1100
+
+
+def _read_dataset(f: h5py.File, name: str, path: Path) -> np.ndarray:
+    """The array stored as ``name``: a dataset (not a group) whose stored bytes can hold its shape.
+
+    The size check comes before the read, so a header claiming gigabytes in a small file allocates nothing.
+    """
+    node = f[name]
+    if not isinstance(node, h5py.Dataset):
+        raise DatasetError(f"{path}: `{name}` is an HDF5 {type(node).__name__}, not an array dataset")
+    claimed, stored = node.size * node.dtype.itemsize, node.id.get_storage_size()
+    limit = stored * (MAX_COMPRESSION_RATIO if node.compression else 1)
+    if claimed > max(limit, 1) or (claimed and not stored):
+        raise DatasetError(
+            f"{path}: `{name}` claims shape {node.shape} ({claimed} bytes) but stores {stored} bytes: truncated "
+            "or unwritten dataset"
+        )
+    try:
+        return node[()]
+    except (OSError, TypeError, ValueError) as err:
+        raise DatasetError(f"{path}: `{name}` cannot be read ({type(err).__name__}: {err})") from err
+
+
+def _real(array: np.ndarray, path: Path, name: str) -> np.ndarray:
+    if not np.issubdtype(array.dtype, np.number) or np.iscomplexobj(array):
+        raise DatasetError(f"{path}: `{name}` is {array.dtype}; expected real values")
+    return array.astype(np.float32)
 
 
 def _as_complex(array: np.ndarray, path: Path, name: str) -> np.ndarray:
@@ -149,27 +185,53 @@ def discover_kspace(root: str | Path) -> list[dict[str, str]]:
     With ``dataset.json`` the listed files (and their identifiers); otherwise every k-space file below
     ``root`` with the identifiers stored in the files.
     """
-    root = Path(root)
+    root = Path(os.path.normpath(root))
     if not root.is_dir():
         raise DatasetError(f"{root}: k-space dataset folder not found")
     spec = root / "dataset.json"
     if spec.is_file():
-        try:
-            listed = json.loads(spec.read_text())["cases"]
-            cases = [
-                {"file": str(root / c["file"]), "center": str(c["center"]), "protocol": str(c["protocol"])}
-                for c in listed
-            ]
-        except (json.JSONDecodeError, KeyError, TypeError) as err:
-            raise DatasetError(f"{spec}: needs {{'cases': [{{'file', 'center', 'protocol'}}, ...]}} ({err})") from err
+        cases = [_listed_case(root, spec, n, c) for n, c in enumerate(_listed(spec))]
     else:
-        files = sorted(p for p in root.rglob("*") if p.suffix.lower() in KSPACE_ENDINGS)
+        files = sorted(p for p in root.rglob("*") if p.suffix.lower() in KSPACE_ENDINGS and p.is_file())
         cases = []
         for p in files:
+            _keep_inside(root, p, p)
             volume = read_kspace(p)
             cases.append({"file": str(p), "center": volume.center, "protocol": volume.protocol})
     if not cases:
         raise DatasetError(f"{root}: no k-space files ({', '.join(KSPACE_ENDINGS)}) found")
+    seen: dict[str, str] = {}
     for case in cases:
-        case["case_id"] = Path(case["file"]).relative_to(root).with_suffix("").as_posix().replace("/", "_")
+        case_id = Path(case["file"]).relative_to(root).with_suffix("").as_posix().replace("/", "_")
+        if case_id in seen:
+            raise DatasetError(f"{spec if spec.is_file() else root}: case {case_id} is listed more than once")
+        seen[case_id] = case["file"]
+        case["case_id"] = case_id
     return cases
+
+
+def _listed(spec: Path) -> list:
+    try:
+        listed = json.loads(spec.read_text())["cases"]
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as err:
+        raise DatasetError(f"{spec}: needs {{'cases': [{{'file', 'center', 'protocol'}}, ...]}} ({err})") from err
+    if not isinstance(listed, list):
+        raise DatasetError(f"{spec}: 'cases' must be a list of {{'file', 'center', 'protocol'}} objects")
+    return listed
+
+
+def _listed_case(root: Path, spec: Path, n: int, entry: object) -> dict[str, str]:
+    """One dataset.json entry, its file resolved and kept inside the dataset folder."""
+    fields = ("file", "center", "protocol")
+    if not isinstance(entry, dict) or not all(isinstance(entry.get(k), (str, int)) for k in fields):
+        raise DatasetError(f"{spec}: case {n} must be an object with 'file', 'center' and 'protocol', got {entry!r}")
+    file = Path(os.path.normpath(root / str(entry["file"])))  # `..` removed; symlinks kept for the case id
+    _keep_inside(root, file, spec)
+    if not file.is_file():
+        raise DatasetError(f"{spec}: case {n}: file {entry['file']!r} does not exist")
+    return {"file": str(file), "center": str(entry["center"]), "protocol": str(entry["protocol"])}
+
+
+def _keep_inside(root: Path, path: Path, where: Path) -> None:
+    if not path.resolve().is_relative_to(root.resolve()):
+        raise DatasetError(f"{where}: path {path} resolves to {path.resolve()}, outside the dataset folder {root}")

@@ -45,7 +45,8 @@ class SegmentationDataModule(MedlightDataModule):
         num_folds: number of cross-validation folds.
         fold: validation fold of this run.
         split_seed: seed of the split.
-        test_fraction: share of cases held out for testing.
+        test_fraction: share of cases held out for testing (ignored with ``test_cases``).
+        test_cases: explicit held-out case ids (instead of a random ``test_fraction``); the split file records them.
         patch_size: training patch (3 values; 2 values in slice mode or for 2D images).
         slice_axis: train a 2D network on slices across this volume axis (None: 3D patches).
         batch_size: volumes per training batch (each gives ``samples_per_volume`` patches).
@@ -70,6 +71,7 @@ class SegmentationDataModule(MedlightDataModule):
         fold: int = 0,
         split_seed: int = 0,
         test_fraction: float = 0.2,
+        test_cases: list[str] | None = None,
         patch_size: Sequence[int] = (32, 48, 32),
         slice_axis: int | None = None,
         batch_size: int = 4,
@@ -89,6 +91,7 @@ class SegmentationDataModule(MedlightDataModule):
         self.split_file = Path(split_file) if split_file else self.dataset / "splits.json"
         self.labels = labels
         self.num_folds, self.fold, self.split_seed, self.test_fraction = num_folds, fold, split_seed, test_fraction
+        self.test_cases = list(test_cases) if test_cases is not None else None
         self.patch_size = tuple(patch_size)
         self.slice_axis = slice_axis
         self.samples_per_volume = samples_per_volume
@@ -118,7 +121,28 @@ class SegmentationDataModule(MedlightDataModule):
             raise DatasetError(f"{self.dataset}: no cases found")
         if not desc.labels:
             raise ConfigError(f"{self.dataset}: no labels declared; set data.labels, e.g. {{0: background, 1: organ}}")
-        problems = check_dataset(desc, progress=self.rank == 0)
+        bad = self._checked(desc)
+        self.splits = load_or_create_splits(
+            self.split_file,
+            desc.case_ids,
+            self.num_folds,
+            self.split_seed,
+            self.test_fraction,
+            test_cases=self.test_cases,
+        )
+        self.cases = {c.case_id: c for c in desc.cases if c.case_id not in bad}
+        self.case_ids = sorted(self.cases)
+        if self.slice_axis is not None and desc.spatial_dims != 3:
+            raise ConfigError("slice_axis is for 3D volumes; this dataset holds 2D images")
+        expected = 2 if self.slice_axis is not None else desc.spatial_dims
+        if len(self.patch_size) != expected:
+            raise ConfigError(f"patch_size {self.patch_size} needs {expected} values for this dataset/mode")
+        self.description = desc
+        return desc
+
+    def _checked(self, desc: DatasetDescription) -> set[str]:
+        """Run the integrity checks; refuse errors (or name the bad cases to leave out with ``skip_bad_cases``)."""
+        problems = check_dataset(desc, progress=self.rank == 0, label_map=self.preprocessing.label_map)
         bad = bad_case_ids(problems) & set(desc.case_ids)  # orphan labels are not cases
         if problems:
             report = format_report(problems, desc.root, len(desc.cases))
@@ -130,18 +154,7 @@ class SegmentationDataModule(MedlightDataModule):
                 rank_zero_warn(
                     report + (f"\nLeaving out {len(bad)} bad case(s): {', '.join(sorted(bad))}" if bad else "")
                 )
-        self.splits = load_or_create_splits(
-            self.split_file, desc.case_ids, self.num_folds, self.split_seed, self.test_fraction
-        )
-        self.cases = {c.case_id: c for c in desc.cases if c.case_id not in bad}
-        self.case_ids = sorted(self.cases)
-        if self.slice_axis is not None and desc.spatial_dims != 3:
-            raise ConfigError("slice_axis is for 3D volumes; this dataset holds 2D images")
-        expected = 2 if self.slice_axis is not None else desc.spatial_dims
-        if len(self.patch_size) != expected:
-            raise ConfigError(f"patch_size {self.patch_size} needs {expected} values for this dataset/mode")
-        self.description = desc
-        return desc
+        return bad
 
     @property
     def spec(self) -> SegmentationSpec:
@@ -225,7 +238,14 @@ class SegmentationDataModule(MedlightDataModule):
         assert self.splits is not None
         if self.predict_dataset is None:
             return self.items(self.splits.test or self.splits.val_ids(self.fold), with_label=False)
-        cases = discover_images(self.predict_dataset)
+        train = self._describe()
+        found = discover_images(self.predict_dataset)
+        # the same checks as training data (channels, dimensions, readable files), without labels
+        desc = DatasetDescription(
+            Path(self.predict_dataset), found, {}, train.channels, train.spatial_dims, [], train.channels_declared
+        )
+        bad = self._checked(desc)
+        cases = [c for c in found if c.case_id not in bad]
         return [
             {
                 Key.IMAGE: str(c.images[0]) if len(c.images) == 1 else [str(p) for p in c.images],
