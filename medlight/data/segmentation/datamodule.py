@@ -220,19 +220,30 @@ class SegmentationDataModule(MedlightDataModule):
         self._describe()
         assert self.splits is not None
         if stage in ("fit", None) and "train" not in self._datasets:
-            train = self.train_share(self.items(self.splits.train_ids(self.fold)))
+            train = self.train_share(self._part("training", self.splits.train_ids(self.fold)))
             self._datasets["train"] = self.cached(train, self.eval_transform(), "train")
         if stage in ("fit", "validate", None) and "val" not in self._datasets:
-            val = self.eval_share(self.items(self.splits.val_ids(self.fold)))
+            val = self.eval_share(self._part("validation", self.splits.val_ids(self.fold)))
             self._datasets["val"] = self.cached(val, self.eval_transform(), "val")
         if stage in ("test", None) and "test" not in self._datasets:
             test_ids = self.splits.test or self.splits.val_ids(self.fold)
-            test = self.eval_share(self.items(test_ids))
+            test = self.eval_share(self._part("test", test_ids))
             self._datasets["test"] = self.cached(test, self.eval_transform(keep_original_label=True), "test")
         if stage == "predict" and "predict" not in self._datasets:
             self._datasets["predict"] = self.cached(
                 self.eval_share(self._predict_items()), self.eval_transform(with_label=False), "predict"
             )
+
+    def _part(self, name: str, ids: Sequence[str]) -> list[dict]:
+        """The data dicts of one part of the split; an empty part (e.g. every case left out as bad) is an error."""
+        items = self.items(ids)
+        if not items:
+            left_out = len(set(ids) - set(self.cases))
+            raise DatasetError(
+                f"{self.dataset}: no {name} case left in fold {self.fold} of {self.split_file} "
+                f"({len(ids)} in the split, {left_out} left out as bad): fix the bad files or choose another split"
+            )
+        return items
 
     def _predict_items(self) -> list[dict]:
         assert self.splits is not None

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from medlight.data import Augmentation, Preprocessing, SegmentationDataModule
-from medlight.errors import ConfigError, DataIntegrityError
+from medlight.errors import ConfigError, DataIntegrityError, DatasetError
 from medlight.keys import Key
 from tests.conftest import make_msd, save_nifti
 
@@ -80,6 +80,18 @@ def test_skip_bad_cases_warns_naming_each(tmp_path: Path) -> None:
     assert "case_002" not in dm.case_ids
     used = [item["case_id"] for item in dm._datasets["train"].data] + [i["case_id"] for i in dm._datasets["val"].data]
     assert "case_002" not in used
+
+
+def test_skip_bad_cases_that_leaves_a_part_empty_says_so(tmp_path: Path) -> None:
+    root = make_msd(tmp_path / "bad", n=8)
+    dm = make_dm(root, skip_bad_cases=True)
+    dm.prepare_data()
+    assert dm.splits is not None
+    for case_id in dm.splits.val_ids(0):  # every validation case of fold 0 unreadable
+        (root / "imagesTr" / f"{case_id}.nii.gz").write_bytes(b"garbage")
+    dm = make_dm(root, skip_bad_cases=True)
+    with pytest.warns(UserWarning), pytest.raises(DatasetError, match="no validation case left in fold 0"):
+        dm.setup("fit")
 
 
 def test_wrong_patch_size_is_a_config_error(msd_dataset: Path) -> None:
