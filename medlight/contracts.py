@@ -108,15 +108,17 @@ class ReconstructionData(Protocol):
     case_meta: dict[int, dict[str, str]]  # case index -> case_id, center, protocol
 
 
-def require(datamodule: Any, contract: type, task: str) -> Any:
-    """``datamodule`` if it fulfils ``contract``; else a :class:`medlight.errors.ConfigError` naming what is missing."""
+def require(datamodule: Any, contract: type, task: str, example: str = "") -> Any:
+    """``datamodule`` if it fulfils ``contract``; else a :class:`medlight.errors.ConfigError` naming what is missing
+    (and ``example``, a data module that fulfils it)."""
     from medlight.errors import ConfigError
 
     if datamodule is None or not isinstance(datamodule, contract):
-        members = sorted(getattr(contract, "__protocol_attrs__", None) or _members(contract))
+        members = sorted(_members(contract))
         missing = [m for m in members if datamodule is None or not hasattr(datamodule, m)]
+        kind = f"{contract.__name__}, e.g. {example}" if example else contract.__name__
         raise ConfigError(
-            f"{task} needs a data module that provides {', '.join(members)} ({contract.__name__}); "
+            f"{task} needs a data module that provides {', '.join(members)} ({kind}); "
             f"{type(datamodule).__name__} lacks {', '.join(missing) or 'them'}"
         )
     return datamodule

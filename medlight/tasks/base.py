@@ -12,6 +12,7 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 from torch import Tensor
 
+from medlight.contracts import require
 from medlight.errors import ConfigError, NonFiniteError
 from medlight.runs.layout import RunLayout, SummaryContributor
 from medlight.tasks.optim import default_optimizer
@@ -62,6 +63,10 @@ class MedlightTask(LightningModule):
         if hasattr(scheduler, "set_total_steps"):
             scheduler.set_total_steps(int(self.trainer.estimated_stepping_batches))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": self.scheduler_interval}}
+
+    def datamodule_as(self, contract: type, example: str) -> Any:
+        """The trainer's data module, checked against ``contract`` (a Protocol of :mod:`medlight.contracts`)."""
+        return require(getattr(self.trainer, "datamodule", None), contract, type(self).__name__, example)
 
     # -- set-up ------------------------------------------------------------------------------------------
     def probe_network(self, in_channels: int, patch_size: tuple[int, ...], what: str) -> tuple[Tensor, Tensor]:

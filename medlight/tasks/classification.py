@@ -69,7 +69,12 @@ class ABNClassificationTask(MedlightTask):
     @property
     def datamodule_(self) -> ClassificationData:
         """The trainer's data module, checked against what this task reads from it."""
-        return require(getattr(self.trainer, "datamodule", None), ClassificationData, type(self).__name__)
+        return require(
+            getattr(self.trainer, "datamodule", None),
+            ClassificationData,
+            type(self).__name__,
+            "medlight.data.ClassificationDataModule",
+        )
 
     def setup(self, stage: str) -> None:
         spec = self.datamodule_.spec

@@ -95,7 +95,12 @@ class InstanceSegmentationTask(MedlightTask):
     @property
     def datamodule_(self) -> InstanceData:
         """The trainer's data module, checked against what this task reads from it."""
-        return require(getattr(self.trainer, "datamodule", None), InstanceData, type(self).__name__)
+        return require(
+            getattr(self.trainer, "datamodule", None),
+            InstanceData,
+            type(self).__name__,
+            "medlight.data.InstanceDataModule",
+        )
 
     def setup(self, stage: str) -> None:
         spec = self.datamodule_.spec

@@ -184,7 +184,12 @@ class ReconstructionTask(MedlightTask):
 
     # -- outputs ---------------------------------------------------------------------------------------
     def _cases(self, index: Tensor) -> list[dict]:
-        meta = require(getattr(self.trainer, "datamodule", None), ReconstructionData, type(self).__name__).case_meta
+        meta = require(
+            getattr(self.trainer, "datamodule", None),
+            ReconstructionData,
+            type(self).__name__,
+            "medlight.data.KspaceDataModule",
+        ).case_meta
         return [meta[int(i)] for i in index]
 
     def _summary(self, index: Tensor, values: Tensor, with_std: bool = False) -> dict[str, float]:

@@ -88,7 +88,12 @@ class SegmentationTask(MedlightTask):
     @property
     def datamodule_(self) -> SegmentationData:
         """The trainer's data module, checked against what this task reads from it."""
-        return require(getattr(self.trainer, "datamodule", None), SegmentationData, type(self).__name__)
+        return require(
+            getattr(self.trainer, "datamodule", None),
+            SegmentationData,
+            type(self).__name__,
+            "medlight.data.SegmentationDataModule",
+        )
 
     @property
     def num_classes(self) -> int:

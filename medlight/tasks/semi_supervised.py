@@ -124,7 +124,12 @@ class TeacherStudentTask(SegmentationTask):
 
     # -- set-up: projection head, class-frequency state and teacher, once the data's shape is known ------------
     def setup(self, stage: str) -> None:
-        require(getattr(self.trainer, "datamodule", None), SemiSupervisedData, type(self).__name__)
+        require(
+            getattr(self.trainer, "datamodule", None),
+            SemiSupervisedData,
+            type(self).__name__,
+            "medlight.data.SemiSupervisedDataModule",
+        )
         super().setup(stage)
         if self.teacher is not None:
             return

@@ -71,6 +71,7 @@ def test_teacher_student_needs_the_semi_supervised_data_module(msd_session: Path
 def test_supervised_task_on_the_semi_supervised_data_trains_on_labeled_cases(msd_session: Path, tmp_path: Path) -> None:
     args = semi_args(msd_session, tmp_path / "run", config=TINY_3D)
     args += ["--data", "medlight.data.SemiSupervisedDataModule", "--data.labeled_fraction", "0.3"]
+    args += ["--data.unlabeled", "false"]  # the supervised-only baseline: the labeled stream alone
     args += ["--data.labeled_split_file", str(tmp_path / "l.json"), "--test_after_fit", "false"]
     assert run_cli(args) == 0
     assert (tmp_path / "l.json").is_file()
