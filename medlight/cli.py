@@ -21,12 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities import rank_zero_info
 
 from medlight.errors import MedlightError
 from medlight.runs.checkpointing import AtomicCheckpointIO
+from medlight.runs.dashboard import Dashboard, dashboard_config, identify
 from medlight.runs.layout import RunLayout
 from medlight.runs.manifest import RunManifest
 from medlight.runs.tracking import Tracking, build_loggers
@@ -64,8 +65,8 @@ class MedlightCLI(LightningCLI):
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list) -> Any:
         run_dir = Path(config.get("default_root_dir") or DEFAULT_RUN_DIR)
         cfg = self.config[self.subcommand] if self.subcommand else self.config
-        if config.get("logger") in (None, True):
-            config["logger"] = build_loggers(run_dir, Tracking(**vars(cfg.tracking)))
+        resolved = self._resolved_config()
+        callbacks += self._dashboard(config, run_dir, Tracking(**vars(cfg.tracking)), resolved)
         all_callbacks = list(config.get("callbacks") or []) + list(callbacks)
         if not any(isinstance(c, ModelCheckpoint) for c in all_callbacks):
             defaults = default_checkpoints()
@@ -74,13 +75,27 @@ class MedlightCLI(LightningCLI):
         for cb in all_callbacks:
             if isinstance(cb, ModelCheckpoint) and cb.dirpath is None:
                 cb.dirpath = str(RunLayout(run_dir).checkpoints)
-        callbacks.append(RunManifest(self._resolved_config()))
+        callbacks.append(RunManifest(resolved))
         plugins = config.get("plugins") or []
         plugins = plugins if isinstance(plugins, list) else [plugins]
         if not any(hasattr(p, "save_checkpoint") for p in plugins):
             plugins.append(AtomicCheckpointIO())
         config["plugins"] = plugins
         return super()._instantiate_trainer(config, callbacks)
+
+    def _dashboard(self, config: dict[str, Any], run_dir: Path, tracking: Tracking, resolved: Any) -> list:
+        """medlight's loggers (unless the config names its own) and the callbacks that fill the dashboards."""
+        flat = dashboard_config(resolved, tracking)
+        if config.get("logger") in (None, True):
+            config["logger"] = build_loggers(run_dir, identify(tracking, flat))
+        if config.get("logger") is False:
+            return []
+        given = list(config.get("callbacks") or [])
+        artifact = tracking.checkpoint_artifact
+        out: list = [Dashboard(flat, checkpoint_artifact=tracking.wandb == "online" if artifact is None else artifact)]
+        if not any(isinstance(c, LearningRateMonitor) for c in given):
+            out.append(LearningRateMonitor(logging_interval="step"))
+        return out
 
     def _resolved_config(self) -> dict[str, Any] | None:
         try:
