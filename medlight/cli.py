@@ -27,7 +27,7 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from medlight.errors import MedlightError
 from medlight.runs.checkpointing import AtomicCheckpointIO
-from medlight.runs.dashboard import Dashboard, dashboard_config, identify
+from medlight.runs.dashboard import Dashboard, close_dashboards, dashboard_config, identify
 from medlight.runs.layout import RunLayout
 from medlight.runs.manifest import RunManifest
 from medlight.runs.tracking import Tracking, build_loggers
@@ -240,7 +240,8 @@ def main(argv: list[str] | None = None) -> int:
         if not argv or argv[0] in ("-h", "--help") or argv[0] not in LIGHTNING_SUBCOMMANDS:
             print(USAGE, end="")
             return 0 if argv and argv[0] in ("-h", "--help") else 2
-        MedlightCLI(args=argv) if argv != sys.argv[1:] else MedlightCLI()
+        cli = MedlightCLI(args=argv) if argv != sys.argv[1:] else MedlightCLI()
+        close_dashboards(cli.trainer.loggers)
         return 0
     except MedlightError as err:
         print(f"medlight: error: {err}", file=sys.stderr)

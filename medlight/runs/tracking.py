@@ -75,25 +75,38 @@ class ResumableCSVLogger(CSVLogger):
 
 
 class MergingTensorBoardLogger(TensorBoardLogger):
-    """TensorBoard logger whose hyperparameters add up: each call rewrites the HPARAMS entry with all of them.
+    """TensorBoard logger whose HPARAMS entry holds every hyperparameter logged, whichever call came first.
 
-    (Lightning's own writes only the latest call's keys, so the task's few plain hyperparameters, logged after
-    the resolved config, would hide it.)
+    TensorBoard shows the first HPARAMS entry of a run, and Lightning's own logger writes one per call, so the
+    task's few plain hyperparameters would hide the resolved config. This one collects them and writes the
+    entry once per event file, with the first metrics (or at the end).
     """
 
     def __init__(self, save_dir: str) -> None:
         super().__init__(save_dir=save_dir, name="tensorboard", version="", default_hp_metric=False)
+        self._hparams_writer: Any = None
 
     @rank_zero_only
-    def log_hyperparams(self, params: Any, metrics: dict[str, Any] | None = None) -> None:
-        super().log_hyperparams(params, metrics)  # keeps them for hparams.yaml
+    def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
+        self._write_hparams()
+        super().log_metrics(metrics, step)
+
+    @rank_zero_only
+    def finalize(self, status: str) -> None:
+        if self._experiment is not None:
+            self._write_hparams()
+        super().finalize(status)
+
+    def _write_hparams(self) -> None:
+        writer = self.experiment._get_file_writer()
+        if writer is self._hparams_writer or not self.hparams:
+            return
         from torch.utils.tensorboard.summary import hparams
 
         flat = _flatten_dict(_sanitize_params(dict(self.hparams)))
-        flat = {k: v for k, v in flat.items() if isinstance(v, (bool, int, float, str))}
-        writer = self.experiment._get_file_writer()
-        for summary in hparams(flat, {}):
+        for summary in hparams({k: v for k, v in flat.items() if isinstance(v, (bool, int, float, str))}, {}):
             writer.add_summary(summary)
+        self._hparams_writer = writer
 
 
 def build_loggers(run_dir: Path, tracking: Tracking) -> list[Logger]:
@@ -103,12 +116,12 @@ def build_loggers(run_dir: Path, tracking: Tracking) -> list[Logger]:
         wandb_logger = _wandb_logger(run_dir, tracking, offline=tracking.wandb == "offline")
         if isinstance(wandb_logger, Exception) and tracking.wandb == "online":
             rank_zero_warn(
-                f"wandb could not start online ({type(wandb_logger).__name__}: {wandb_logger}); logging offline "
-                f"instead (upload later with `wandb sync {run_dir}/wandb/offline-run-*`)"
+                f"wandb could not start online ({_one_line(wandb_logger)}); logging offline instead "
+                f"(upload later with `wandb sync {run_dir}/wandb/offline-run-*`)"
             )
             wandb_logger = _wandb_logger(run_dir, tracking, offline=True)
         if isinstance(wandb_logger, Exception):
-            rank_zero_warn(f"wandb could not start ({type(wandb_logger).__name__}: {wandb_logger}); no wandb run")
+            rank_zero_warn(f"wandb could not start ({_one_line(wandb_logger)}); no wandb run")
         elif wandb_logger is not None:
             loggers.append(wandb_logger)
     if tracking.tensorboard:
@@ -140,9 +153,16 @@ def _wandb_logger(run_dir: Path, tracking: Tracking, offline: bool) -> Logger | 
             id=run_id,
             resume="allow",
             offline=offline,
+            mode="offline" if offline else "online",  # explicit: wandb keeps the mode of an earlier start otherwise
             settings=wandb.Settings(init_timeout=ONLINE_TIMEOUT_S, console="off"),
         )
         _ = logger.experiment  # start now, so a failure shows here and not in the middle of training
         return logger
     except Exception as err:  # wandb raises many kinds; tracking must never stop training
+        wandb.teardown()  # a failed start keeps its run id busy in wandb's service; the retry needs a fresh one
         return err
+
+
+def _one_line(err: Exception) -> str:
+    first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    return f"{type(err).__name__}: {first}"[:200]
