@@ -69,7 +69,7 @@ def read_wandb(run_dir: Path) -> WandbRun:
             elif kind == "config":
                 out.config |= {i.key: json.loads(i.value_json) for i in record.config.update}
             elif kind == "history":
-                out.history_keys |= {i.key or ".".join(i.nested_key) for i in record.history.item}
+                out.history_keys |= {i.key or i.nested_key[0] for i in record.history.item}  # media: nested
     return out
 
 
