@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 from lightning.pytorch import Callback, LightningModule, Trainer
-from lightning.pytorch.loggers import Logger, TensorBoardLogger, WandbLogger
+from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 
 from medlight.runs.manifest import RunManifest
@@ -140,7 +140,7 @@ class Dashboard(Callback):
                 logger.experiment.log_artifact(artifact, aliases=["best"])
 
 
-def close_dashboards(loggers: Iterable[Logger]) -> None:
+def close_dashboards(loggers: Iterable[Any]) -> None:
     """Finish the wandb run and stop wandb's service, so that its files are complete on disk now (else only at
     the process's exit): a caller in the same process (a notebook, a test) can read or sync them."""
     started = [lg for lg in loggers if isinstance(lg, WandbLogger) and lg._experiment is not None]
@@ -154,12 +154,12 @@ def close_dashboards(loggers: Iterable[Logger]) -> None:
 
 
 # -- images and tables, for any logger --------------------------------------------------------------------
-def shows_images(loggers: Iterable[Logger]) -> bool:
+def shows_images(loggers: Iterable[Any]) -> bool:
     """Whether any logger can show images (so a task can skip drawing them for the CSV logger alone)."""
     return any(isinstance(logger, (WandbLogger, TensorBoardLogger)) for logger in loggers)
 
 
-def log_image(loggers: Iterable[Logger], key: str, image: np.ndarray, step: int, caption: str | None = None) -> None:
+def log_image(loggers: Iterable[Any], key: str, image: np.ndarray, step: int, caption: str | None = None) -> None:
     """Log an (H, W, 3) uint8 image to every wandb and TensorBoard logger; others are skipped."""
     for logger in loggers:
         try:
@@ -171,7 +171,7 @@ def log_image(loggers: Iterable[Logger], key: str, image: np.ndarray, step: int,
             rank_zero_warn(f"could not log image {key} to {type(logger).__name__}: {err}")
 
 
-def log_table(loggers: Iterable[Logger], key: str, rows: Sequence[Mapping[str, Any]], step: int = 0) -> None:
+def log_table(loggers: Iterable[Any], key: str, rows: Sequence[Mapping[str, Any]], step: int = 0) -> None:
     """Log rows (one dict per row, same keys) as a wandb Table and as a TensorBoard text table."""
     if not rows:
         return

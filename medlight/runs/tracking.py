@@ -6,6 +6,7 @@ import csv
 import logging
 import os
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -87,7 +88,7 @@ class MergingTensorBoardLogger(TensorBoardLogger):
         self._hparams_writer: Any = None
 
     @rank_zero_only
-    def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         self._write_hparams()
         super().log_metrics(metrics, step)
 

@@ -12,6 +12,8 @@ from medlight.runs.layout import RunLayout
 from tests.conftest import make_msd
 from tests.integration.dashboards import read_tensorboard, read_wandb
 from tests.integration.helpers import TINY_3D, run_cli, tiny_fit_args
+from tests.integration.test_abn import CPU, MODEL, QUICK, tiny_data_config
+from tests.integration.test_hieradapt import _fit
 
 
 @pytest.fixture(autouse=True)
@@ -76,3 +78,30 @@ def test_a_study_run_carries_study_variant_and_grid_point(tmp_path: Path) -> Non
     assert config["data.fold"] == 1 and config["model.net"] == "ResUNet"
     assert wandb_run.group == "tiny/smoke"
     assert {"study:tiny", "budget:smoke", "variant:res", "fold:1", "ResUNet"} <= set(wandb_run.tags)
+
+
+def test_classification_logs_attention_overlays_and_the_patient_table(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    args = ["fit", "--config", str(CPU), "--config", str(MODEL), "--config", str(tiny_data_config(tmp_path))]
+    args += [
+        "--trainer.max_epochs",
+        "1",
+        "--trainer.limit_train_batches",
+        "1",
+        "--trainer.check_val_every_n_epoch",
+        "1",
+    ]
+    args += [*QUICK, "--tracking.tensorboard", "true", "--trainer.default_root_dir", str(run)]
+    assert run_cli(args) == 0
+    board = read_tensorboard(run)
+    assert board.hparams["model"] == "ABNClassificationTask"
+    assert {"val/attention_overlays", "test/attention_overlays"} <= board.images
+    assert "| tumour |" in board.texts["test/per_case"] or "| no_tumour |" in board.texts["test/per_case"]
+
+
+def test_reconstruction_logs_zero_filled_output_target_and_error(tmp_path: Path) -> None:
+    one_epoch = ("--trainer.max_steps", "-1", "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "1")
+    _fit(tmp_path / "run", tmp_path / "sim", extra=(*one_epoch, "--tracking.tensorboard", "true"))
+    board = read_tensorboard(tmp_path / "run")
+    assert board.hparams["model"] == "ReconstructionTask" and "val/reconstructions" in board.images
+    assert "| psnr |" in board.texts["test/per_case"].splitlines()[0]
