@@ -22,6 +22,7 @@ class WandbRun:
     group: str = ""
     tags: list[str] = field(default_factory=list)
     history_keys: set[str] = field(default_factory=set)
+    artifacts: list[tuple[str, str]] = field(default_factory=list)  # (type, name)
     folder: Path = Path()
 
     def media(self, kind: str) -> list[Path]:
@@ -68,6 +69,8 @@ def read_wandb(run_dir: Path) -> WandbRun:
                 out.config |= {i.key: json.loads(i.value_json) for i in record.run.config.update}
             elif kind == "config":
                 out.config |= {i.key: json.loads(i.value_json) for i in record.config.update}
+            elif kind == "artifact":
+                out.artifacts.append((record.artifact.type, record.artifact.name))
             elif kind == "history":
                 out.history_keys |= {i.key or i.nested_key[0] for i in record.history.item}  # media: nested
     return out

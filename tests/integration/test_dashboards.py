@@ -25,7 +25,7 @@ def test_a_run_shows_what_it_is_on_wandb_and_tensorboard(tmp_path: Path) -> None
     data = make_msd(tmp_path / "Task04_Tiny", n=8, shape=(20, 20, 16))
     run = tmp_path / "run"
     flags = ["--tracking.wandb", "offline", "--tracking.tensorboard", "true", "--seed_everything", "3"]
-    assert run_cli(tiny_fit_args(data, run, *flags)) == 0
+    assert run_cli(tiny_fit_args(data, run, *flags, "--tracking.checkpoint_artifact", "true")) == 0
 
     wandb_run = read_wandb(run)
     config = wandb_run.config
@@ -39,6 +39,7 @@ def test_a_run_shows_what_it_is_on_wandb_and_tensorboard(tmp_path: Path) -> None
     assert wandb_run.group == "Task04_Tiny" and {"SegmentationTask", "ResUNet"} <= set(wandb_run.tags)
     assert {"lr-Adam", "val/overlays", "train/loss", "val/dice", "test/dice"} <= wandb_run.history_keys
     assert len(wandb_run.media("images")) == 2  # one picture per validation (two epochs)
+    assert ("model", f"model-{wandb_run.folder.name.rsplit('-', 1)[-1]}") in wandb_run.artifacts  # best checkpoint
     (table,) = wandb_run.media("table")
     content = json.loads(table.read_text())
     assert content["columns"][0] == "case_id" and len(content["data"]) == 2  # the two held-out cases
