@@ -25,12 +25,13 @@ from typing import Any
 
 import torch
 import yaml
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities import rank_zero_info
 
 from medlight.errors import ConfigError, MedlightError
 from medlight.runs.checkpointing import AtomicCheckpointIO, run_checkpoints
+from medlight.runs.dashboard import Dashboard, close_dashboards, dashboard_config, identify
 from medlight.runs.layout import RunLayout, run_identity
 from medlight.runs.manifest import RunManifest
 from medlight.runs.tracking import Tracking, build_loggers, drop_replayed_rows
@@ -81,8 +82,8 @@ class MedlightCLI(LightningCLI):
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list) -> Any:
         run_dir = Path(config["default_root_dir"])
         cfg = self.config[self.subcommand] if self.subcommand else self.config
-        if config.get("logger") in (None, True):
-            config["logger"] = build_loggers(run_dir, Tracking(**vars(cfg.tracking)))
+        resolved = self._resolved_config()
+        callbacks += self._dashboard(config, run_dir, Tracking(**vars(cfg.tracking)), resolved)
         if any(isinstance(c, ModelCheckpoint) for c in [*(config.get("callbacks") or []), *callbacks]):
             raise ConfigError(
                 "trainer.callbacks holds a ModelCheckpoint: checkpoints are the task's (best.ckpt by its own metric) "
@@ -95,13 +96,27 @@ class MedlightCLI(LightningCLI):
         # a test, validate or predict of a finished run keeps the fit's config.yaml and manifest.json
         suffix = "" if self.subcommand == "fit" else f"_{self.subcommand}"
         self.save_config_kwargs = {**self.save_config_kwargs, "config_filename": f"config{suffix}.yaml"}
-        callbacks.append(RunManifest(self._resolved_config(), f"manifest{suffix}.json"))
+        callbacks.append(RunManifest(resolved, f"manifest{suffix}.json"))
         plugins = config.get("plugins") or []
         plugins = plugins if isinstance(plugins, list) else [plugins]
         if not any(hasattr(p, "save_checkpoint") for p in plugins):
             plugins.append(AtomicCheckpointIO())
         config["plugins"] = plugins
         return super()._instantiate_trainer(config, callbacks)
+
+    def _dashboard(self, config: dict[str, Any], run_dir: Path, tracking: Tracking, resolved: Any) -> list:
+        """medlight's loggers (unless the config names its own) and the callbacks that fill the dashboards."""
+        flat = dashboard_config(resolved, tracking)
+        if config.get("logger") in (None, True):
+            config["logger"] = build_loggers(run_dir, identify(tracking, flat))
+        if config.get("logger") is False:
+            return []
+        given = list(config.get("callbacks") or [])
+        artifact = tracking.checkpoint_artifact
+        out: list = [Dashboard(flat, checkpoint_artifact=tracking.wandb == "online" if artifact is None else artifact)]
+        if not any(isinstance(c, LearningRateMonitor) for c in given):
+            out.append(LearningRateMonitor(logging_interval="step"))
+        return out
 
     def _resolved_config(self) -> dict[str, Any] | None:
         try:
@@ -267,7 +282,8 @@ def main(argv: list[str] | None = None) -> int:
         if not argv or argv[0] in ("-h", "--help") or argv[0] not in LIGHTNING_SUBCOMMANDS:
             print(USAGE, end="")
             return 0 if argv and argv[0] in ("-h", "--help") else 2
-        MedlightCLI(args=argv) if argv != sys.argv[1:] else MedlightCLI()
+        cli = MedlightCLI(args=argv) if argv != sys.argv[1:] else MedlightCLI()
+        close_dashboards(cli.trainer.loggers)
         return 0
     except MedlightError as err:
         print(f"medlight: error: {err}", file=sys.stderr)

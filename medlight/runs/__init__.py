@@ -1,8 +1,8 @@
 """What a run leaves on disk, and who writes it: the run folder's layout, the one atomic writer, checkpoints,
-loggers, the manifest and the timing callback."""
+loggers and dashboards, the manifest and the timing callback."""
 
 from medlight.runs.checkpointing import AtomicCheckpointIO
-from medlight.runs.layout import RunLayout, atomic_write, write_json, write_table, write_text
+from medlight.runs.layout import RunLayout, SummaryContributor, atomic_write, write_json, write_table, write_text
 from medlight.runs.manifest import RunManifest
 from medlight.runs.timing import RunTiming
 from medlight.runs.tracking import Tracking, build_loggers
@@ -12,6 +12,7 @@ __all__ = [
     "RunLayout",
     "RunManifest",
     "RunTiming",
+    "SummaryContributor",
     "Tracking",
     "atomic_write",
     "build_loggers",

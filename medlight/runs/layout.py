@@ -2,7 +2,7 @@
 
 A run folder (``trainer.default_root_dir``) holds::
 
-    config.yaml  manifest.json  manifest_history.jsonl  metrics.csv  wandb_run_id.txt  wandb/
+    config.yaml  manifest.json  manifest_history.jsonl  metrics.csv  wandb_run_id.txt  wandb/  tensorboard/
     checkpoints/{best,last}.ckpt
     metrics/<stage>_per_case.csv  metrics/<stage>_summary.json  metrics/timing.json  ...
     predictions/
@@ -52,6 +52,11 @@ class RunLayout:
     @property
     def wandb_run_id(self) -> Path:
         return self.root / "wandb_run_id.txt"
+
+    @property
+    def tensorboard(self) -> Path:
+        """TensorBoard event files (``--tracking.tensorboard true``)."""
+        return self.root / "tensorboard"
 
     @property
     def checkpoints(self) -> Path:

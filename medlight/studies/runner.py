@@ -29,7 +29,7 @@ def command_line(study: Study, budget: str, run: Run, runs_root: Path) -> list[s
         sys.executable,
         "-m",
         "medlight",
-        *run.command(run_dir(study, budget, run, runs_root), group=f"{study.name}/{budget}"),
+        *run.command(run_dir(study, budget, run, runs_root), f"{study.name}/{budget}", study.name, budget),
     ]
 
 

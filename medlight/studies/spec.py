@@ -59,22 +59,22 @@ class Run:
         grid = "_".join(f"{k}{v}" for k, v in self.point.items()) or "single"
         return f"{self.variant}/{grid}"
 
-    def command(self, run_dir: Path, group: str) -> list[str]:
-        """The ``medlight fit`` arguments of this run."""
+    def command(self, run_dir: Path, group: str, study: str | None = None, budget: str | None = None) -> list[str]:
+        """The ``medlight fit`` arguments of this run (the dashboards group and tag it by study, variant, point)."""
         out = ["fit"]
         for config in self.configs:
             out += ["--config", str(config)]
         for key, value in self.args.items():
             out += [f"--{key}", _cli_value(value)]
-        return [
-            *out,
-            "--trainer.default_root_dir",
-            str(run_dir),
-            "--tracking.group",
-            group,
-            "--tracking.name",
-            self.name.replace("/", "-"),
-        ]
+        out += ["--trainer.default_root_dir", str(run_dir), "--tracking.group", group]
+        out += ["--tracking.name", self.name.replace("/", "-"), "--tracking.variant", self.variant]
+        if self.point:
+            out += ["--tracking.point", _cli_value(self.point)]
+        if study is not None:
+            out += ["--tracking.study", study]
+        if budget is not None:
+            out += ["--tracking.budget", budget]
+        return out
 
 
 @dataclass

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
@@ -14,6 +16,7 @@ from torch import Tensor
 
 from medlight.contracts import require
 from medlight.errors import ConfigError, NonFiniteError
+from medlight.runs.dashboard import log_image, log_table, shows_images
 from medlight.runs.layout import RunLayout, SummaryContributor
 from medlight.tasks.optim import default_optimizer
 
@@ -30,6 +33,8 @@ class MedlightTask(LightningModule):
         scheduler_interval: step the scheduler every ``step`` or every ``epoch``.
         nonfinite_loss: on a NaN/Inf loss, ``skip`` the step (no weight update) or ``stop`` training.
         max_nonfinite_steps: stop anyway after this many consecutive skipped steps.
+        val_overlays: validation cases drawn (image, reference, prediction) at each validation for dashboards
+            that show images (wandb, TensorBoard); 0: none.
     """
 
     checkpoint_monitor: tuple[str, str] | None = None  # (metric, min/max) that selects best.ckpt; None: final weights
@@ -41,6 +46,7 @@ class MedlightTask(LightningModule):
         scheduler_interval: Literal["step", "epoch"] = "step",
         nonfinite_loss: Literal["skip", "stop"] = "skip",
         max_nonfinite_steps: int = 10,
+        val_overlays: int = 2,
     ) -> None:
         super().__init__()
         self.optimizer_factory = optimizer
@@ -51,6 +57,8 @@ class MedlightTask(LightningModule):
         self._nonfinite_streak = 0
         self._skip_update = False
         self._summaries: dict[str, dict[str, Any]] = {}
+        self.val_overlays = val_overlays
+        self._overlays: list[dict[str, Any]] = []
 
     def configure_optimizers(self) -> Any:
         params = [p for p in self.parameters() if p.requires_grad]  # frozen parts (a teacher, a backbone) stay out
@@ -116,6 +124,30 @@ class MedlightTask(LightningModule):
             for p in self.parameters():
                 p.grad = None
             self._skip_update = False
+
+    # -- dashboards -----------------------------------------------------------------------------------
+    def keeps_overlay(self, batch_idx: int) -> bool:
+        """Whether this validation batch is one drawn for the dashboards (rank 0, a few, only when shown)."""
+        return (
+            batch_idx < self.val_overlays
+            and self.global_rank == 0
+            and not self.trainer.sanity_checking
+            and shows_images(self.loggers)
+        )
+
+    def keep_overlay(self, row: dict[str, Any]) -> None:
+        """Keep one drawn case (2D tensors on the CPU and a ``title``) until :meth:`log_overlays`."""
+        self._overlays.append(row)
+
+    def log_overlays(self, key: str, draw: Callable[[list[dict[str, Any]]], np.ndarray]) -> None:
+        """Draw the kept cases into one image and log it to every logger that shows images."""
+        rows, self._overlays = self._overlays, []
+        if rows:
+            log_image(self.loggers, key, draw(rows), self.global_step)
+
+    def log_per_case(self, stage: str, rows: list[dict[str, Any]]) -> None:
+        """The per-case table as a dashboard table (wandb Table, TensorBoard text)."""
+        log_table(self.loggers, f"{stage}/per_case", rows, self.global_step)
 
     # -- outputs -------------------------------------------------------------------------------------
     @property

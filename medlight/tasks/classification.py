@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import torch
-from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
+from PIL import Image
 from torch import Tensor, nn
 
 from medlight.contracts import ClassificationData, require
@@ -21,9 +22,10 @@ from medlight.metrics.classification import (
     patient_metrics,
     patient_probabilities,
 )
+from medlight.runs.dashboard import log_image, shows_images
 from medlight.runs.layout import write_table
 from medlight.tasks.base import MedlightTask
-from medlight.tasks.overlays import save_overlays
+from medlight.tasks.overlays import attention_rgb, save_overlays
 
 
 class ABNClassificationTask(MedlightTask):
@@ -125,12 +127,18 @@ class ABNClassificationTask(MedlightTask):
 
     # -- evaluation ------------------------------------------------------------------------------------
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        probs = self(batch[Key.IMAGE])
+        if not self.keeps_overlay(batch_idx):
+            probs = self(batch[Key.IMAGE])
+        else:  # the first slice of a few batches: its attention map, for the dashboards
+            _, per_logits, att_map = self.net(batch[Key.IMAGE])
+            probs = torch.softmax(per_logits, dim=1)
+            self.keep_overlay(_panel(batch, probs, att_map, 0))
         self.val_store.update(probs, batch[Key.LABEL], batch[Key.CASE_INDEX], batch[Key.SLICE_INDEX])
 
     def on_validation_epoch_end(self) -> None:
         state = self.val_store.compute()
         self.val_store.reset()
+        self.log_overlays("val/attention_overlays", attention_rgb)
         if self.trainer.sanity_checking or len(state["labels"]) == 0:
             return
         summary = self._summarise(state)
@@ -167,12 +175,7 @@ class ABNClassificationTask(MedlightTask):
         for i, label in enumerate(batch[Key.LABEL].tolist()):
             panels = self._panels.setdefault(label, [])
             if len(panels) < self.overlays_per_class:
-                title = (
-                    f"{batch['unit'][i]} slice {int(batch['slice_index'][i])}: class {label}, p={probs[i, label]:.2f}"
-                )
-                panels.append(
-                    {"image": batch[Key.IMAGE][i].detach().cpu(), "map": att_map[i].detach().cpu(), "title": title}
-                )
+                panels.append(_panel(batch, probs, att_map, i))
 
     @rank_zero_only
     def _write_outputs(self, state: dict[str, Tensor], summary: dict[str, float]) -> None:
@@ -180,20 +183,32 @@ class ABNClassificationTask(MedlightTask):
         names, ids = datamodule.spec.class_names, datamodule.case_ids
         rows = _patient_rows(state, ids, names, self.positive_class, self.patient_threshold)
         write_table(rows, self.layout.per_case("test"))
+        self.log_per_case("test", rows)
         write_table(_slice_rows(state, ids), self.layout.table("test_slices.csv"))
         cases = int(torch.unique(state["patients"]).numel())
         self.set_summary("test", {"cases": cases, "slices": len(state["labels"]), **summary})
         panels = [p for label in sorted(self._panels) for p in self._panels[label]]
         if panels:
             path = save_overlays(panels, self.run_dir / "attention" / "test_overlays.png")
-            for logger in self.loggers:
-                if isinstance(logger, WandbLogger):
-                    logger.log_image("test/attention_overlays", [str(path)])
+            if shows_images(self.loggers):
+                log_image(
+                    self.loggers,
+                    "test/attention_overlays",
+                    np.asarray(Image.open(path).convert("RGB")),
+                    self.global_step,
+                )
         print(
             f"\ntest: {cases} patient(s), {len(state['labels'])} slice(s): "
             + ", ".join(f"{k} {v:.3f}" for k, v in summary.items()),
             flush=True,
         )
+
+
+def _panel(batch: dict, probs: Tensor, att_map: Tensor, i: int) -> dict:
+    """Slice ``i`` of a batch with its attention map, for :func:`medlight.tasks.overlays.attention_rgb`."""
+    label = int(batch[Key.LABEL][i])
+    title = f"{batch['unit'][i]} slice {int(batch['slice_index'][i])}: class {label}, p={probs[i, label]:.2f}"
+    return {"image": batch[Key.IMAGE][i].detach().cpu(), "map": att_map[i].detach().cpu(), "title": title}
 
 
 def _patient_label(labels: Tensor, positive: int) -> Tensor:

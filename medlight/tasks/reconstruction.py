@@ -23,8 +23,10 @@ from medlight.losses.reconstruction import MSSSIML1Loss
 from medlight.metrics.reconstruction import RECON_METRICS, volume_metrics
 from medlight.metrics.segmentation import PerCaseMetrics
 from medlight.nets.adapters import HierarchicalAdapter
+from medlight.ops.kspace import ifft2c, rss
 from medlight.runs.layout import write_table
 from medlight.tasks.base import MedlightTask
+from medlight.tasks.overlays import reconstruction_rgb
 
 log = logging.getLogger(__name__)
 Trainable = Literal["all", "adapters", "center_adapters"]
@@ -166,6 +168,13 @@ class ReconstructionTask(MedlightTask):
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         pred, target = self.reconstruct_volume(batch)
         self.val_metrics.update(batch[Key.CASE_INDEX], volume_metrics(pred, target)[None])
+        if self.keeps_overlay(batch_idx):
+            i = pred.shape[0] // 2  # the middle slice
+            zero_filled = rss(ifft2c(batch[Key.MASKED][0][i]), coil_dim=-3) * batch[Key.SCALE][0]
+            title = self._cases(batch[Key.CASE_INDEX].reshape(-1))[0]["case_id"]
+            self.keep_overlay(
+                {"zero_filled": zero_filled.cpu(), "output": pred[i].cpu(), "target": target[i].cpu(), "title": title}
+            )
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
         pred, target = self.reconstruct_volume(batch)
@@ -175,6 +184,7 @@ class ReconstructionTask(MedlightTask):
         index, values = self.val_metrics.gather()
         if not self.trainer.sanity_checking:
             self.log_dict({f"val/{k}": v for k, v in self._summary(index, values).items()}, sync_dist=False)
+        self.log_overlays("val/reconstructions", reconstruction_rgb)
 
     def on_test_epoch_end(self) -> None:
         index, values = self.test_metrics.gather()
@@ -219,6 +229,7 @@ class ReconstructionTask(MedlightTask):
         ]
         out = self.layout.metrics
         write_table(rows, self.layout.per_case("test"))
+        self.log_per_case("test", rows)
         self.set_summary("test", {"cases": len(rows), **summary})
         lines = [f"\ntest: {len(rows)} volume(s); per-case table in {out}"]
         lines += [f"  {k:22s} {v:.4f}" for k, v in summary.items() if not k.endswith("_std")]

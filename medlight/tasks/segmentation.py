@@ -18,6 +18,7 @@ from medlight.metrics.segmentation import PerCaseMetrics, case_metrics, format_s
 from medlight.ops.inference import Inference, Postprocessing, build_inferer, predict_probabilities, to_labels
 from medlight.runs.layout import write_table
 from medlight.tasks.base import MedlightTask
+from medlight.tasks.overlays import pick_slice, segmentation_rgb
 
 
 class SegmentationTask(MedlightTask):
@@ -120,6 +121,19 @@ class SegmentationTask(MedlightTask):
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         probs = self.predict_volume(batch[Key.IMAGE])
         self.val_metrics.update(batch[Key.CASE_INDEX], self.validation_case_values(batch, probs))
+        if self.keeps_overlay(batch_idx):
+            self.keep_overlay(self._overlay_row(batch, probs))
+
+    def _overlay_row(self, batch: dict, probs: Tensor) -> dict:
+        """The first channel, label and prediction of a validation case; for 3D its most-foreground slice."""
+        image, label = batch[Key.IMAGE][0, 0].cpu(), batch[Key.LABEL][0, 0].cpu().as_subclass(Tensor)
+        pred = probs[0].argmax(0).cpu()
+        if image.dim() == 3:
+            axis = self.spec.slice_axis if self.spec and self.spec.slice_axis is not None else -1
+            index = pick_slice(image, label, axis)
+            image, label, pred = (t.select(axis, index) for t in (image, label, pred))
+        case = self.datamodule_.case_ids[int(batch[Key.CASE_INDEX].reshape(-1)[0])]
+        return {"image": image.as_subclass(Tensor), "label": label, "prediction": pred, "title": case}
 
     def validation_case_values(self, batch: dict, probs: Tensor) -> Tensor:
         """Per-class metrics of one validation case from its (1, C, *spatial) probabilities."""
@@ -131,6 +145,7 @@ class SegmentationTask(MedlightTask):
         result = self.log_validation(self.val_metrics, "val")
         if result is not None:
             self._write_rows("val", *result)
+        self.log_overlays("val/overlays", lambda rows: segmentation_rgb(rows, self.spec.class_names))  # type: ignore[union-attr]
 
     def log_validation(self, metrics: PerCaseMetrics, prefix: str) -> tuple[Tensor, Tensor] | None:
         """Compute, reset and log ``metrics`` as ``<prefix>/<metric>``; None during the sanity check."""
@@ -195,6 +210,8 @@ class SegmentationTask(MedlightTask):
         case_ids = self.datamodule_.case_ids
         rows = per_case_rows([case_ids[int(i)] for i in index], values, self.spec.class_names)  # type: ignore[union-attr]
         write_table(rows, self.layout.per_case(stage))
+        if stage == "test":
+            self.log_per_case(stage, rows)
         if summary is not None:
             print(format_summary(stage, summary, self.spec.class_names, len(rows), self.layout.metrics), flush=True)  # type: ignore[union-attr]
 

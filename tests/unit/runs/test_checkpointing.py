@@ -3,8 +3,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from medlight.runs.checkpointing import AtomicCheckpointIO, nonfinite_entries
 from medlight.errors import NonFiniteError
+from medlight.runs.checkpointing import AtomicCheckpointIO, nonfinite_entries
 
 
 def test_writes_and_reads_back(tmp_path: Path) -> None:

@@ -47,17 +47,25 @@ def test_expansion_of_variants_grid_and_budgets(tmp_path: Path) -> None:
         "data.init_args.fold": 1,
         "seed_everything": 3,
     }
-    cmd = b.command(Path("out/b"), group="s/cpu")
+    cmd = b.command(Path("out/b"), group="s/cpu", study="s", budget="cpu")
     assert cmd[:3] == ["fit", "--config", str(REPO / "configs/trainer/cpu.yaml")]
     flag = cmd.index("--model.init_args.save_predictions")
     assert cmd[flag + 1] == "false"
-    assert cmd[-6:] == [
+    assert cmd[-14:] == [
         "--trainer.default_root_dir",
         "out/b",
         "--tracking.group",
         "s/cpu",
         "--tracking.name",
         "b-fold1_seed3",
+        "--tracking.variant",
+        "b",
+        "--tracking.point",
+        "{fold: 1, seed: 3}",
+        "--tracking.study",
+        "s",
+        "--tracking.budget",
+        "cpu",
     ]
     assert study.runs("big")[0].args["trainer.max_steps"] == 500
 
