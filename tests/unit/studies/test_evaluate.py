@@ -99,3 +99,49 @@ def test_clear_errors(tmp_path: Path, capsys) -> None:
     save_nifti(np.zeros((12, 10, 9), np.uint8), pred_dir / "case_1.nii.gz", (1.0, 1.0, 2.0))
     assert main(["evaluate", str(pred_dir), "--reference", str(ref_dir)]) == 2
     assert "shape (12, 10, 9) differs from the reference" in capsys.readouterr().err
+
+
+def test_a_study_reports_external_variants_like_runs(tmp_path: Path) -> None:
+    """Two baselines from outside medlight: a scored run-like folder and a folder of predictions to score."""
+    import yaml
+
+    from medlight.studies.render import make_report
+    from medlight.studies.report import collect
+    from medlight.studies.spec import load_study
+
+    pred_dir, ref_dir, _ = labels_and_predictions(tmp_path / "data", n=4)
+    worse = tmp_path / "worse"
+    worse.mkdir()
+    for f in pred_dir.iterdir():
+        image = nib.load(str(f))
+        array = np.asarray(image.dataobj).copy()
+        array[:, :, :2] = 0
+        nib.save(nib.Nifti1Image(array, image.affine), str(worse / f.name))
+    evaluate_folder(pred_dir, ref_dir, tmp_path / "nnunet_eval", {0: "bg", 1: "a", 2: "b"})
+    study = tmp_path / "study"
+    study.mkdir()
+    (study / "study.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "name": "ext",
+                "variants": {
+                    "nnunet": {"external": str(tmp_path / "nnunet_eval")},
+                    "monai": {"external": str(worse), "reference": str(ref_dir), "labels": {0: "bg", 1: "a", 2: "b"}},
+                },
+                "grid": {"seed": {"keys": ["seed_everything"], "values": [0, 1]}},
+                "baseline": "nnunet",
+            },
+            sort_keys=False,
+        )
+    )
+    spec = load_study(study)
+    assert [r.name for r in spec.runs()] == ["nnunet/single", "monai/single"]  # one run each, no grid
+    runs_root = tmp_path / "runs"
+    assert main(["study", "run", str(study), "--runs-root", str(runs_root)]) == 0
+    collected = collect(spec, spec.default_budget, runs_root)
+    assert collected.missing == [] and set(collected.cases["variant"]) == {"nnunet", "monai"}
+    assert "nsd_a" in collected.metric_columns
+    report = make_report(spec, spec.default_budget, runs_root, tmp_path / "report")
+    assert "monai" in Path(report).read_text()
+    (tmp_path / "nnunet_eval" / "metrics" / "test_summary.json").unlink()
+    assert main(["study", "run", str(study), "--runs-root", str(runs_root)]) == 1  # a missing source is a failure
