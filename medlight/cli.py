@@ -235,13 +235,15 @@ def ensemble_main(argv: list[str]) -> int:
 
 # -- study ----------------------------------------------------------------------------------------------
 def study_main(argv: list[str]) -> int:
-    """``medlight study run|report|list STUDY_FOLDER``: expand a study file into runs, run them, report."""
+    """``medlight study run|report|list|cv STUDY_FOLDER``: expand a study file into runs, run them, report.
+
+    ``cv`` writes the out-of-fold tables (per fold and pooled) beside the report."""
     from medlight.studies.render import make_report
     from medlight.studies.runner import DEFAULT_RUNS_ROOT, command_line, run_dir, run_study, write_slurm_array
     from medlight.studies.spec import load_study
 
     parser = argparse.ArgumentParser(prog="medlight study", description=study_main.__doc__)
-    parser.add_argument("action", choices=["run", "report", "list"])
+    parser.add_argument("action", choices=["run", "report", "list", "cv"])
     parser.add_argument("study", help="study folder (holding study.yaml)")
     parser.add_argument("--budget", help="budget named in the study file (default: its default_budget)")
     parser.add_argument("--runs-root", type=Path, default=DEFAULT_RUNS_ROOT, help="where run folders go")
@@ -277,6 +279,11 @@ def study_main(argv: list[str]) -> int:
             print(f"wrote {script}; submit it with: sbatch {script}")
             return 0
         return 1 if run_study(study, budget, args.runs_root, args.only, args.index, args.dry_run) else 0
+    if args.action == "cv":
+        from medlight.studies.cv import write_out_of_fold
+
+        print(f"wrote {write_out_of_fold(study, budget, args.runs_root, args.out)}")
+        return 0
     print(f"wrote {make_report(study, budget, args.runs_root, args.out, args.wandb)}")
     return 0
 
