@@ -70,7 +70,7 @@ def ensemble_runs(runs: Sequence[str | Path], out: str | Path, accelerator: str 
         )
     assert isinstance(first_task, SegmentationTask)
     ensemble = EnsembleTask(
-        [task.net for task, *_ in loaded],  # type: ignore[attr-defined]
+        [task.net for task, *_ in loaded if isinstance(task, SegmentationTask)],
         inference=first_task.inference,
         postprocessing=first_task.postprocessing,
         save_predictions=first_task.save_predictions,

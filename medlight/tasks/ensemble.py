@@ -20,7 +20,7 @@ class EnsembleTask(SegmentationTask):
         **kwargs: :class:`SegmentationTask` settings (inference, post-processing, NSD tolerance) shared by all.
     """
 
-    checkpoint_monitor = None
+    checkpoint_monitor = None  # type: ignore[assignment]  # nothing is trained, nothing selected
 
     def __init__(self, nets: list[nn.Module], **kwargs: Any) -> None:
         super().__init__(net=nets[0], **kwargs)

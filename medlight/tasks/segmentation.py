@@ -227,10 +227,10 @@ class SegmentationTask(MedlightTask):
     @rank_zero_only
     def _write_counts(self, stage: str, index: Tensor, counts: Tensor) -> None:
         """``metrics/<stage>_counts.csv``: voxel counts per case and class (nnU-Net's TP, FP, FN, TN, n_ref, n_pred)."""
+        assert self.spec is not None
         case_ids = [self.datamodule_.case_ids[int(i)] for i in index]
-        write_table(
-            per_case_rows(case_ids, counts, self.spec.class_names, COUNTS), self.layout.table(f"{stage}_counts.csv")
-        )  # type: ignore[union-attr]
+        rows = per_case_rows(case_ids, counts, self.spec.class_names, COUNTS)
+        write_table(rows, self.layout.table(f"{stage}_counts.csv"))
 
 
 def _spacing(image: Tensor) -> list[float] | None:
