@@ -11,6 +11,8 @@
 * after ``fit``, a test of the best checkpoint on the held-out cases (``--test_after_fit false`` skips it).
 
 ``medlight check-data PATH`` scans a dataset and lists every problem in one pass.
+``medlight evaluate PRED_DIR --reference LABEL_DIR`` scores a folder of predictions like a run's test;
+``medlight ensemble --runs RUN... --out DIR`` tests the mean of fold models' probabilities on the held-out set.
 """
 
 from __future__ import annotations
@@ -215,15 +217,52 @@ def check_data_main(argv: list[str]) -> int:
     return 1 if any(p.severity == "error" for p in problems) else 0
 
 
+# -- evaluate, ensemble ------------------------------------------------------------------------------------
+def evaluate_main(argv: list[str]) -> int:
+    """``medlight evaluate PRED_DIR --reference LABEL_DIR``: score predictions into a run-like folder."""
+    from medlight.studies.evaluate import evaluate_folder
+
+    parser = argparse.ArgumentParser(prog="medlight evaluate", description=evaluate_main.__doc__)
+    parser.add_argument("predictions", type=Path, help="folder of predicted label maps (or a run folder)")
+    parser.add_argument("--reference", type=Path, required=True, help="folder of reference label maps")
+    parser.add_argument("--labels", type=json.loads, help='label values and names, e.g. \'{"0": "bg", "1": "a"}\'')
+    parser.add_argument("--nsd-tolerance", type=float, nargs="+", default=[1.0], help="NSD tolerance (mm), per class")
+    parser.add_argument("--out", type=Path, help="output folder (default: PRED_DIR/evaluation)")
+    args = parser.parse_args(argv)
+    labels = {int(k): v for k, v in args.labels.items()} if args.labels else None
+    tolerance = args.nsd_tolerance[0] if len(args.nsd_tolerance) == 1 else args.nsd_tolerance
+    layout = evaluate_folder(
+        args.predictions, args.reference, args.out or args.predictions / "evaluation", labels, tolerance
+    )
+    print(f"wrote {layout.per_case('test')} and {layout.summary('test')}")
+    return 0
+
+
+def ensemble_main(argv: list[str]) -> int:
+    """``medlight ensemble --runs RUN... --out DIR``: test the mean of the runs' softmax on their held-out set."""
+    from medlight.studies.ensemble import ensemble_runs
+
+    parser = argparse.ArgumentParser(prog="medlight ensemble", description=ensemble_main.__doc__)
+    parser.add_argument("--runs", type=Path, nargs="+", required=True, help="run folders (e.g. one per fold)")
+    parser.add_argument("--out", type=Path, required=True, help="output run-like folder")
+    parser.add_argument("--accelerator", default="auto", help="Lightning accelerator (cpu, gpu, auto)")
+    args = parser.parse_args(argv)
+    layout = ensemble_runs(args.runs, args.out, args.accelerator)
+    print(f"wrote {layout.per_case('test')} and {layout.summary('test')}")
+    return 0
+
+
 # -- study ----------------------------------------------------------------------------------------------
 def study_main(argv: list[str]) -> int:
-    """``medlight study run|report|list STUDY_FOLDER``: expand a study file into runs, run them, report."""
+    """``medlight study run|report|list|cv STUDY_FOLDER``: expand a study file into runs, run them, report.
+
+    ``cv`` writes the out-of-fold tables (per fold and pooled) beside the report."""
     from medlight.studies.render import make_report
     from medlight.studies.runner import DEFAULT_RUNS_ROOT, command_line, run_dir, run_study, write_slurm_array
     from medlight.studies.spec import load_study
 
     parser = argparse.ArgumentParser(prog="medlight study", description=study_main.__doc__)
-    parser.add_argument("action", choices=["run", "report", "list"])
+    parser.add_argument("action", choices=["run", "report", "list", "cv"])
     parser.add_argument("study", help="study folder (holding study.yaml)")
     parser.add_argument("--budget", help="budget named in the study file (default: its default_budget)")
     parser.add_argument("--runs-root", type=Path, default=DEFAULT_RUNS_ROOT, help="where run folders go")
@@ -259,14 +298,21 @@ def study_main(argv: list[str]) -> int:
             print(f"wrote {script}; submit it with: sbatch {script}")
             return 0
         return 1 if run_study(study, budget, args.runs_root, args.only, args.index, args.dry_run) else 0
+    if args.action == "cv":
+        from medlight.studies.cv import write_out_of_fold
+
+        print(f"wrote {write_out_of_fold(study, budget, args.runs_root, args.out)}")
+        return 0
     print(f"wrote {make_report(study, budget, args.runs_root, args.out, args.wandb)}")
     return 0
 
 
-USAGE = """usage: medlight {fit,validate,test,predict,check-data,study} ...
+USAGE = """usage: medlight {fit,validate,test,predict,check-data,evaluate,ensemble,study} ...
 
   fit|validate|test|predict   Lightning CLI (see `medlight fit --help`); stack configs with --config
   check-data PATH             list every problem of a dataset in one pass
+  evaluate PRED_DIR --reference LABEL_DIR   score a folder of predictions like a run's test
+  ensemble --runs RUN... --out DIR          test a fold ensemble (mean softmax) on the held-out set
   study run|report|list DIR   run a study (resumable; or as a SLURM job array) and report its results
 """
 
@@ -277,6 +323,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if argv and argv[0] == "check-data":
             return check_data_main(argv[1:])
+        if argv and argv[0] in ("evaluate", "ensemble"):
+            return {"evaluate": evaluate_main, "ensemble": ensemble_main}[argv[0]](argv[1:])
         if argv and argv[0] == "study":
             return study_main(argv[1:])
         if not argv or argv[0] in ("-h", "--help") or argv[0] not in LIGHTNING_SUBCOMMANDS:

@@ -7,6 +7,13 @@ Conventions for empty structures, per class:
 * recall = tp / (tp + fn); when the structure is absent: 1 if nothing is predicted, else 0.
 * HD95 (mm): 0 if both are empty; the diagonal of the volume in mm if exactly one is empty, so that a
   missed structure counts as the worst possible distance instead of vanishing from the mean.
+* NSD, normalised surface Dice (MONAI ``compute_surface_dice``; Nikolov et al. 2021, arXiv:2111.05408): the share
+  of both boundaries lying within a tolerance (mm) of the other. 1 if both are empty, 0 if only one is. The
+  default tolerance of 1 mm (:data:`NSD_TOLERANCE_MM`) is a placeholder, not a clinical choice: set it per class
+  to the inter-rater variability of each structure, as Nikolov et al. and Metrics Reloaded recommend.
+
+Voxel counts per class (:data:`COUNTS`: TP, FP, FN, TN, reference and predicted size, as in nnU-Net's
+``summary.json``) are a second table (:func:`case_counts`), kept out of the metrics so that reports do not test them.
 """
 
 from __future__ import annotations
@@ -17,30 +24,42 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from monai.metrics import compute_dice, compute_hausdorff_distance, compute_iou, get_confusion_matrix
+from monai.metrics import (
+    compute_dice,
+    compute_hausdorff_distance,
+    compute_iou,
+    compute_surface_dice,
+    get_confusion_matrix,
+)
 from monai.networks.utils import one_hot
 from torch import Tensor
 from torchmetrics import Metric
 
-METRICS = ("dice", "iou", "precision", "recall", "hd95")
+METRICS = ("dice", "iou", "precision", "recall", "hd95", "nsd")
+COUNTS = ("tp", "fp", "fn", "tn", "n_ref", "n_pred")
+NSD_TOLERANCE_MM = 1.0
 
 
-def case_metrics(pred: Tensor, target: Tensor, num_classes: int, spacing: Sequence[float] | None = None) -> Tensor:
+def case_metrics(
+    pred: Tensor,
+    target: Tensor,
+    num_classes: int,
+    spacing: Sequence[float] | None = None,
+    nsd_tolerance: float | Sequence[float] = NSD_TOLERANCE_MM,
+) -> Tensor:
     """Metrics of one case.
 
     Args:
         pred: predicted label map, shape (1, *spatial), integer values.
         target: ground-truth label map, shape (1, *spatial).
         num_classes: classes including background.
-        spacing: voxel size in mm (for HD95); 1 mm if None.
+        spacing: voxel size in mm (for HD95 and NSD); 1 mm if None.
+        nsd_tolerance: NSD tolerance in mm, one value for every foreground class or one per class.
 
     Returns:
         Tensor of shape (len(METRICS), num_classes - 1): one row per metric, one column per foreground class.
     """
-    if pred.shape != target.shape or pred.shape[0] != 1:
-        raise ValueError(f"prediction {tuple(pred.shape)} and target {tuple(target.shape)} must both be (1, *spatial)")
-    p = one_hot(pred[None].long().as_subclass(Tensor), num_classes)
-    g = one_hot(target[None].long().as_subclass(Tensor), num_classes)
+    p, g = _one_hot_pair(pred, target, num_classes)
     dice = compute_dice(p, g, include_background=False, ignore_empty=False)[0]
     iou = compute_iou(p, g, include_background=False, ignore_empty=False)[0]
     tp, fp, _, fn = get_confusion_matrix(p, g, include_background=False)[0].unbind(-1)
@@ -48,7 +67,40 @@ def case_metrics(pred: Tensor, target: Tensor, num_classes: int, spacing: Sequen
     recall = torch.where(tp + fn > 0, tp / (tp + fn).clamp(min=1), (fp == 0).float())
     spacing = list(spacing) if spacing is not None else [1.0] * (p.dim() - 2)
     hd95 = _hd95(p, g, spacing)
-    return torch.stack([dice, iou, precision, recall, hd95]).float()
+    nsd = _nsd(p, g, spacing, nsd_tolerance)
+    return torch.stack([dice, iou, precision, recall, hd95, nsd]).float()
+
+
+def case_counts(pred: Tensor, target: Tensor, num_classes: int) -> Tensor:
+    """Voxel counts of one case: Tensor (len(COUNTS), num_classes - 1) of TP, FP, FN, TN, reference and predicted
+    size per foreground class (nnU-Net's ``TP``, ``FP``, ``FN``, ``TN``, ``n_ref``, ``n_pred``)."""
+    p, g = _one_hot_pair(pred, target, num_classes)
+    tp, fp, tn, fn = get_confusion_matrix(p, g, include_background=False)[0].unbind(-1)
+    return torch.stack([tp, fp, fn, tn, tp + fn, tp + fp]).double()
+
+
+def _one_hot_pair(pred: Tensor, target: Tensor, num_classes: int) -> tuple[Tensor, Tensor]:
+    if pred.shape != target.shape or pred.shape[0] != 1:
+        raise ValueError(f"prediction {tuple(pred.shape)} and target {tuple(target.shape)} must both be (1, *spatial)")
+    p = one_hot(pred[None].long().as_subclass(Tensor), num_classes)
+    g = one_hot(target[None].long().as_subclass(Tensor), num_classes)
+    return p, g
+
+
+def _nsd(p: Tensor, g: Tensor, spacing: list[float], tolerance: float | Sequence[float]) -> Tensor:
+    classes = p.shape[1] - 1
+    tolerances = [float(tolerance)] * classes if isinstance(tolerance, (int, float)) else [float(t) for t in tolerance]
+    if len(tolerances) != classes:
+        raise ValueError(f"nsd_tolerance has {len(tolerances)} values for {classes} foreground classes")
+    out = []
+    for c in range(1, p.shape[1]):
+        has_p, has_g = bool(p[:, c].any()), bool(g[:, c].any())
+        if has_p and has_g:
+            pc, gc = p[:, c : c + 1], g[:, c : c + 1]
+            out.append(float(compute_surface_dice(pc, gc, [tolerances[c - 1]], True, spacing=spacing)[0, 0]))
+        else:
+            out.append(1.0 if has_p == has_g else 0.0)
+    return torch.tensor(out)
 
 
 def _hd95(p: Tensor, g: Tensor, spacing: list[float]) -> Tensor:
@@ -88,7 +140,9 @@ class PerCaseMetrics(Metric):
 
     def update(self, case_index: Tensor, values: Tensor) -> None:
         self.case_index.append(case_index.reshape(-1).long())
-        self.values.append(values.reshape(1, *values.shape[-2:]).float())
+        self.values.append(
+            values.reshape(1, *values.shape[-2:]).to(torch.float64 if values.dtype == torch.float64 else torch.float32)
+        )
 
     def compute(self) -> tuple[Tensor, Tensor]:
         index = _cat(self.case_index)
@@ -132,14 +186,16 @@ def summarise(values: Tensor, class_names: Sequence[str], with_std: bool = False
     return out
 
 
-def per_case_rows(case_ids: Sequence[str], values: Tensor, class_names: Sequence[str]) -> list[dict]:
-    """One flat dict per case: ``case_id`` and ``<metric>_<class>`` columns."""
+def per_case_rows(
+    case_ids: Sequence[str], values: Tensor, class_names: Sequence[str], names: Sequence[str] = METRICS
+) -> list[dict]:
+    """One flat dict per case: ``case_id`` and ``<metric>_<class>`` columns (``names``: METRICS or COUNTS)."""
     rows = []
     for cid, case_values in zip(case_ids, values.cpu().numpy()):
         row: dict = {"case_id": cid}
-        for m, metric in enumerate(METRICS):
+        for m, metric in enumerate(names):
             for c, name in enumerate(class_names):
-                row[f"{metric}_{name}"] = float(case_values[m, c])
+                row[f"{metric}_{name}"] = int(case_values[m, c]) if names is COUNTS else float(case_values[m, c])
         rows.append(row)
     return rows
 

@@ -92,6 +92,11 @@ class RunLayout:
     def predictions(self) -> Path:
         return self.root / "predictions"
 
+    @property
+    def external(self) -> Path:
+        """``external.json``: the sources of a folder scored or made outside training (evaluate, fold ensemble)."""
+        return self.root / "external.json"
+
     def resume_checkpoint(self) -> Path | None:
         """The newest of ``checkpoints/last.ckpt`` and Lightning's SLURM ``hpc_ckpt_*.ckpt`` (None: none yet)."""
         candidates = [p for p in [self.last_checkpoint, *self.root.glob("hpc_ckpt_*.ckpt")] if p.is_file()]

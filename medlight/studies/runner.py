@@ -9,7 +9,8 @@ import sys
 import time
 from pathlib import Path
 
-from medlight.runs.layout import RunLayout
+from medlight.errors import MedlightError
+from medlight.runs.layout import RunLayout, write_json, write_text
 from medlight.studies.spec import Run, Study, _repo_root
 
 DEFAULT_RUNS_ROOT = Path("runs") / "studies"
@@ -53,6 +54,10 @@ def run_study(
     failures = []
     for i, run in selected:
         folder = run_dir(study, budget, run, runs_root)
+        if run.external is not None:
+            if not dry_run and not _take_external(run, folder):
+                failures.append(run.name)
+            continue
         cmd = command_line(study, budget, run, runs_root)
         if is_complete(folder):
             print(f"[{i + 1}/{len(runs)}] {run.name}: complete, skipped", flush=True)
@@ -70,6 +75,36 @@ def run_study(
     if failures:
         print(f"{len(failures)} run(s) failed: {', '.join(failures)}; `study run` again resumes them", flush=True)
     return len(failures)
+
+
+def _take_external(run: Run, folder: Path) -> bool:
+    """Copy (or score, with ``reference``) an external variant's tables into its study run folder; False on error.
+
+    Refreshed on every ``study run``, so a re-made ensemble or re-evaluated baseline is picked up.
+    """
+    from medlight.studies.evaluate import evaluate_folder
+
+    assert run.external is not None
+    source = Path(run.external["path"])
+    try:
+        if "reference" in run.external:
+            evaluate_folder(source, run.external["reference"], folder, run.external.get("labels"))
+        else:
+            src, dst = RunLayout(source), RunLayout(folder)
+            if not src.is_complete():
+                raise MedlightError(
+                    f"{src.summary('test')} does not exist: make it with `medlight evaluate` or `medlight ensemble`"
+                )
+            for name in ("test_per_case.csv", "test_counts.csv", "test_summary.json"):  # the summary last: complete
+                if src.table(name).is_file():
+                    write_text(dst.table(name), src.table(name).read_text())
+            external = json.loads(src.external.read_text()) if src.external.is_file() else {}
+            write_json(dst.external, {**external, "copied_from": str(source.resolve())})
+    except MedlightError as err:
+        print(f"{run.name}: external variant FAILED: {err}", flush=True)
+        return False
+    print(f"{run.name}: external, tables taken from {source}", flush=True)
+    return True
 
 
 def _record(folder: Path, run: Run, seconds: float, returncode: int) -> None:

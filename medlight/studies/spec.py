@@ -22,6 +22,14 @@ baseline: unet_3d                            # paired tests compare every varian
 primary_metric: dice                         # box plots and the headline table
 ```
 Config paths are relative to the repository root (the folder holding ``configs/``) or to the study folder.
+
+A variant can come from outside training (an nnU-Net or MONAI baseline, a fold ensemble):
+``nnunet: {external: path/to/folder}`` names a run-like folder holding ``metrics/test_per_case.csv`` and
+``metrics/test_summary.json`` (written by ``medlight evaluate`` or ``medlight ensemble``), and
+``nnunet: {external: path/to/predictions, reference: path/to/labelsTs, labels: {0: bg, 1: a}}`` a folder of
+predictions that ``study run`` scores. Such a variant is one run (no grid), named ``<variant>/single``; the runner
+copies its tables into the study's run folder, so the report reads it like any run. Paths are relative to the
+study folder when found there, else to the repository root.
 """
 
 from __future__ import annotations
@@ -53,6 +61,7 @@ class Run:
     point: dict[str, Any]
     configs: list[Path]
     args: dict[str, Any]
+    external: dict[str, Any] | None = None  # {path, reference?, labels?}: scored outside training
 
     @property
     def name(self) -> str:
@@ -60,7 +69,10 @@ class Run:
         return f"{self.variant}/{grid}"
 
     def command(self, run_dir: Path, group: str, study: str | None = None, budget: str | None = None) -> list[str]:
-        """The ``medlight fit`` arguments of this run (the dashboards group and tag it by study, variant, point)."""
+        """The ``medlight fit`` arguments of this run (the dashboards group and tag it by study, variant, point;
+        for an external variant: where its tables come from)."""
+        if self.external is not None:
+            return ["external", str(self.external["path"])]
         out = ["fit"]
         for config in self.configs:
             out += ["--config", str(config)]
@@ -130,6 +142,8 @@ def load_study(folder: str | Path) -> Study:
     root = _repo_root(folder)
     base = [_resolve(p, folder, root, path) for p in raw.get("configs", [])]
     variants = {name: _variant(spec, folder, root, path) for name, spec in raw["variants"].items()}
+    if raw.get("conditions") and any(v[2] is not None for v in variants.values()):
+        raise ConfigError(f"{path}: external variants are not supported in a study with conditions")
     grid = {name: _factor(name, spec, path) for name, spec in (raw.get("grid") or {}).items()}
     conditions = list(raw.get("conditions") or [])
     if not_factors := sorted(set(conditions) - set(grid)):
@@ -142,7 +156,10 @@ def load_study(folder: str | Path) -> Study:
     runs_by_budget = {}
     for budget, budget_args in budgets.items():
         runs = []
-        for variant, (configs, args) in variants.items():
+        for variant, (configs, args, external) in variants.items():
+            if external is not None:
+                runs.append(Run(variant, {}, [], {}, external))
+                continue
             for values in itertools.product(*(f["values"] for f in grid.values())):
                 point = dict(zip(grid, values))
                 point_args = {k: v for f, v in zip(grid.values(), values) for k in f["keys"]}
@@ -178,12 +195,28 @@ def _resolve(rel: str, folder: Path, root: Path, path: Path) -> Path:
     raise ConfigError(f"{path}: config {rel!r} found neither in {folder} nor in {root}")
 
 
-def _variant(spec: Any, folder: Path, root: Path, path: Path) -> tuple[list[Path], dict]:
+def _variant(spec: Any, folder: Path, root: Path, path: Path) -> tuple[list[Path], dict, dict | None]:
+    if isinstance(spec, dict) and "external" in spec:
+        if set(spec) - {"external", "reference", "labels"}:
+            raise ConfigError(
+                f"{path}: an external variant is {{external: folder, reference: labels, labels: {{...}}}}"
+            )
+        locate = lambda rel: next(  # noqa: E731
+            (b / rel for b in (folder, root) if (b / rel).exists()), root / rel
+        )
+        external = {"path": locate(spec["external"])}
+        if spec.get("reference"):
+            external["reference"] = locate(spec["reference"])
+        if spec.get("labels"):
+            external["labels"] = {int(k): str(v) for k, v in spec["labels"].items()}
+        return [], {}, external
     if isinstance(spec, list):
         spec = {"configs": spec}
     if not isinstance(spec, dict) or set(spec) - {"configs", "args"}:
-        raise ConfigError(f"{path}: a variant is a list of configs or {{configs: [...], args: {{...}}}}")
-    return [_resolve(p, folder, root, path) for p in spec.get("configs", [])], dict(spec.get("args") or {})
+        raise ConfigError(
+            f"{path}: a variant is a list of configs, {{configs: [...], args: {{...}}}} or {{external: folder}}"
+        )
+    return [_resolve(p, folder, root, path) for p in spec.get("configs", [])], dict(spec.get("args") or {}), None
 
 
 def _factor(name: str, spec: Any, path: Path) -> dict:

@@ -14,7 +14,16 @@ from torch import Tensor, nn
 from medlight.contracts import SegmentationData, SegmentationSpec, SemiSupervisedData, require
 from medlight.errors import ConfigError
 from medlight.keys import Key
-from medlight.metrics.segmentation import PerCaseMetrics, case_metrics, format_summary, per_case_rows, summarise
+from medlight.metrics.segmentation import (
+    COUNTS,
+    NSD_TOLERANCE_MM,
+    PerCaseMetrics,
+    case_counts,
+    case_metrics,
+    format_summary,
+    per_case_rows,
+    summarise,
+)
 from medlight.ops.inference import Inference, Postprocessing, build_inferer, predict_probabilities, to_labels
 from medlight.runs.layout import write_table
 from medlight.tasks.base import MedlightTask
@@ -34,6 +43,7 @@ class SegmentationTask(MedlightTask):
         inference: sliding-window settings for validation, test and predict.
         postprocessing: label-map clean-up applied at test and predict.
         save_predictions: write NIfTI (or PNG) predictions at test and predict.
+        nsd_tolerance: tolerance (mm) of the normalised surface Dice, one value or one per foreground class.
         **kwargs: optimizer, scheduler and loss-guard settings of :class:`MedlightTask`.
     """
 
@@ -46,6 +56,7 @@ class SegmentationTask(MedlightTask):
         inference: Inference = Inference(),
         postprocessing: Postprocessing = Postprocessing(),
         save_predictions: bool = True,
+        nsd_tolerance: float | list[float] = NSD_TOLERANCE_MM,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -56,9 +67,11 @@ class SegmentationTask(MedlightTask):
         self.inference = inference
         self.postprocessing = postprocessing
         self.save_predictions = save_predictions
+        self.nsd_tolerance = nsd_tolerance
         self.spec: SegmentationSpec | None = None
         self.val_metrics = PerCaseMetrics()
         self.test_metrics = PerCaseMetrics()
+        self.test_counts = PerCaseMetrics()  # TP/FP/FN/TN and sizes per class, a second table
 
     # -- set-up: learn the data's shape and check the network fits it -------------------------------------
     consumes_unlabeled = False  # a teacher-student task trains on a semi-supervised module's unlabeled stream
@@ -139,7 +152,10 @@ class SegmentationTask(MedlightTask):
         """Per-class metrics of one validation case from its (1, C, *spatial) probabilities."""
         label = batch[Key.LABEL][0]
         pred = probs[0].argmax(0, keepdim=True)
-        return case_metrics(pred.cpu(), label.cpu().as_subclass(Tensor), self.num_classes, _spacing(label))
+        label = label.cpu()
+        return case_metrics(
+            pred.cpu(), label.as_subclass(Tensor), self.num_classes, _spacing(label), self.nsd_tolerance
+        )
 
     def on_validation_epoch_end(self) -> None:
         result = self.log_validation(self.val_metrics, "val")
@@ -169,8 +185,13 @@ class SegmentationTask(MedlightTask):
         probs = self.predict_volume(batch[Key.IMAGE])
         labels, prediction = self._to_source(batch, probs, "test")
         target = batch[Key.LABEL_ORIGINAL][0].cpu()
-        values = case_metrics(labels, target.as_subclass(Tensor), self.num_classes, _spacing(target))
+        values = case_metrics(
+            labels, target.as_subclass(Tensor), self.num_classes, _spacing(target), self.nsd_tolerance
+        )
         self.test_metrics.update(batch[Key.CASE_INDEX], values)
+        self.test_counts.update(
+            batch[Key.CASE_INDEX], case_counts(labels, target.as_subclass(Tensor), self.num_classes)
+        )
         if self.save_predictions:
             self._save(prediction)
 
@@ -179,6 +200,7 @@ class SegmentationTask(MedlightTask):
         summary = summarise(values, self.spec.class_names, with_std=True)  # type: ignore[union-attr]
         self.log_dict({f"test/{k}": v for k, v in summary.items() if not k.endswith("_std")}, sync_dist=False)
         self._write_rows("test", index, values, summary)
+        self._write_counts("test", *self.test_counts.gather())
         self.set_summary("test", {"cases": len(index), **summary})
 
     def predict_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
@@ -214,6 +236,14 @@ class SegmentationTask(MedlightTask):
             self.log_per_case(stage, rows)
         if summary is not None:
             print(format_summary(stage, summary, self.spec.class_names, len(rows), self.layout.metrics), flush=True)  # type: ignore[union-attr]
+
+    @rank_zero_only
+    def _write_counts(self, stage: str, index: Tensor, counts: Tensor) -> None:
+        """``metrics/<stage>_counts.csv``: voxel counts per case and class (nnU-Net's TP, FP, FN, TN, n_ref, n_pred)."""
+        assert self.spec is not None
+        case_ids = [self.datamodule_.case_ids[int(i)] for i in index]
+        rows = per_case_rows(case_ids, counts, self.spec.class_names, COUNTS)
+        write_table(rows, self.layout.table(f"{stage}_counts.csv"))
 
 
 def _spacing(image: Tensor) -> list[float] | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from lightning.pytorch.utilities import rank_zero_warn
@@ -16,6 +17,7 @@ from medlight.contracts import SegmentationSpec
 from medlight.data.base import CacheMode, MedlightDataModule
 from medlight.data.datalist import Case, DatasetDescription, discover, discover_images
 from medlight.data.integrity import bad_case_ids, check_dataset, read_volume
+from medlight.data.nnunet import held_out_description, is_splits_final, load_splits_final, split_file_of
 from medlight.data.problems import format_report
 from medlight.data.segmentation.transforms import (
     Augmentation,
@@ -40,12 +42,14 @@ class SegmentationDataModule(MedlightDataModule):
 
     Args:
         dataset: dataset folder (dataset.json, or image/label folders; see :mod:`medlight.data.datalist`).
-        split_file: split file to create on first use and reuse; default ``<dataset>/splits.json``.
+        split_file: split file to create on first use and reuse; default ``<dataset>/splits.json``, or nnU-Net's
+            ``splits_final.json`` when it lies beside dataset.json (one is read when given too).
         labels: label value -> name, for folder layouts whose labels nothing declares.
         num_folds: number of cross-validation folds.
         fold: validation fold of this run.
         split_seed: seed of the split.
-        test_fraction: share of cases held out for testing (ignored with ``test_cases``).
+        test_fraction: share of cases held out for testing; unused with ``test_cases``, and 0 when the dataset has
+            nnU-Net's ``imagesTs``/``labelsTs``, whose cases are then the test set (:mod:`medlight.data.nnunet`).
         test_cases: explicit held-out case ids (instead of a random ``test_fraction``); the split file records them.
         patch_size: training patch (3 values; 2 values in slice mode or for 2D images).
         slice_axis: train a 2D network on slices across this volume axis (None: 3D patches).
@@ -88,7 +92,7 @@ class SegmentationDataModule(MedlightDataModule):
     ) -> None:
         super().__init__(batch_size, num_workers, seed, cache, cache_dir)
         self.dataset = Path(dataset)
-        self.split_file = Path(split_file) if split_file else self.dataset / "splits.json"
+        self.split_file = split_file_of(self.dataset, split_file)
         self.labels = labels
         self.num_folds, self.fold, self.split_seed, self.test_fraction = num_folds, fold, split_seed, test_fraction
         self.test_cases = list(test_cases) if test_cases is not None else None
@@ -121,16 +125,25 @@ class SegmentationDataModule(MedlightDataModule):
             raise DatasetError(f"{self.dataset}: no cases found")
         if not desc.labels:
             raise ConfigError(f"{self.dataset}: no labels declared; set data.labels, e.g. {{0: background, 1: organ}}")
-        bad = self._checked(desc)
-        self.splits = load_or_create_splits(
-            self.split_file,
-            desc.case_ids,
-            self.num_folds,
-            self.split_seed,
-            self.test_fraction,
-            test_cases=self.test_cases,
-        )
-        self.cases = {c.case_id: c for c in desc.cases if c.case_id not in bad}
+        held_out = held_out_description(desc)  # nnU-Net's imagesTs/labelsTs: the test set when present
+        test_cases = held_out.cases if held_out is not None else []
+        if test_cases and self.test_cases:
+            raise ConfigError(f"{self.dataset}: imagesTs/labelsTs already hold the test cases; drop data.test_cases")
+        bad = self._checked(desc, held_out)
+        if is_splits_final(self.split_file):
+            self.splits = load_splits_final(self.split_file, desc.case_ids, self.num_folds)
+        else:
+            self.splits = load_or_create_splits(
+                self.split_file,
+                desc.case_ids,
+                self.num_folds,
+                self.split_seed,
+                0.0 if test_cases else self.test_fraction,
+                test_cases=self.test_cases,
+            )
+        if test_cases:
+            self.splits = replace(self.splits, test=sorted(c.case_id for c in test_cases))
+        self.cases = {c.case_id: c for c in [*desc.cases, *test_cases] if c.case_id not in bad}
         self.case_ids = sorted(self.cases)
         if self.slice_axis is not None and desc.spatial_dims != 3:
             raise ConfigError("slice_axis is for 3D volumes; this dataset holds 2D images")
@@ -140,10 +153,14 @@ class SegmentationDataModule(MedlightDataModule):
         self.description = desc
         return desc
 
-    def _checked(self, desc: DatasetDescription) -> set[str]:
+    def _checked(self, desc: DatasetDescription, held_out: DatasetDescription | None) -> set[str]:
         """Run the integrity checks; refuse errors (or name the bad cases to leave out with ``skip_bad_cases``)."""
-        problems = check_dataset(desc, progress=self.rank == 0, label_map=self.preprocessing.label_map)
-        bad = bad_case_ids(problems) & set(desc.case_ids)  # orphan labels are not cases
+        label_map = self.preprocessing.label_map
+        problems = check_dataset(desc, progress=self.rank == 0, label_map=label_map)
+        if held_out is not None:
+            problems += check_dataset(held_out, progress=self.rank == 0, label_map=label_map)
+        cases = [*desc.cases, *(held_out.cases if held_out is not None else [])]
+        bad = bad_case_ids(problems) & {c.case_id for c in cases}  # orphan labels are not cases
         if problems:
             report = format_report(problems, desc.root, len(desc.cases))
             if any(p.severity == "error" for p in problems) and not self.skip_bad_cases:
@@ -255,7 +272,7 @@ class SegmentationDataModule(MedlightDataModule):
         desc = DatasetDescription(
             Path(self.predict_dataset), found, {}, train.channels, train.spatial_dims, [], train.channels_declared
         )
-        bad = self._checked(desc)
+        bad = self._checked(desc, None)
         cases = [c for c in found if c.case_id not in bad]
         return [
             {
