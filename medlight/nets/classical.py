@@ -25,6 +25,7 @@ from medlight.ops.kspace import center_lines
 
 class _SigpyRecon(nn.Module):
     has_adapters = False
+    lamda: Tensor
 
     def __init__(self, lamda: float, lamda_grid: Sequence[float], max_iter: int, calib_width: int | None) -> None:
         super().__init__()

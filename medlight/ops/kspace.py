@@ -117,7 +117,7 @@ def scanner_mask(width: int, spacing: int, center_lines: int, kind: MaskKind = "
     scanner's acceleration factor R: the net acceleration is lower, width / (width / R + centre lines).
     """
     if spacing < 1 or not 0 < center_lines <= width:
-        raise ValueError(f"scanner mask needs spacing >= 1 and 0 < center_lines <= width, got {spacing}, {center_lines}")
+        raise ValueError(f"scanner mask needs spacing >= 1 and 0 < center_lines <= width: {spacing}, {center_lines}")
     mid = width // 2
     mask = torch.zeros(width, dtype=torch.bool)
     mask[mid - center_lines // 2 : mid - center_lines // 2 + center_lines] = True
