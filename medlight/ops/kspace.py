@@ -144,10 +144,17 @@ def ssdu_split(
     m = mask.reshape(-1).bool()
     if not 0 < loss_fraction < 1:
         raise ValueError(f"loss_fraction must be in (0, 1), got {loss_fraction}")
-    keep = center_lines(m) if keep_center is None else keep_center
     mid = m.numel() // 2
     protected = torch.zeros_like(m)
-    protected[mid - keep // 2 : mid - keep // 2 + keep] = True
+    if keep_center is None:  # the contiguous sampled block around the centre line
+        left = right = mid
+        while left > 0 and m[left - 1]:
+            left -= 1
+        while right < m.numel() - 1 and m[right + 1]:
+            right += 1
+        protected[left : right + 1] = bool(m[mid])
+    else:
+        protected[mid - keep_center // 2 : mid - keep_center // 2 + keep_center] = True
     candidates = torch.nonzero(m & ~protected).reshape(-1)
     count = min(len(candidates), round(loss_fraction * int(m.sum())))
     pick = candidates[torch.randperm(len(candidates), generator=torch.Generator().manual_seed(seed % (2**63)))[:count]]
