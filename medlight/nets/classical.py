@@ -90,8 +90,8 @@ class L1WaveletCS(_SigpyRecon):
 
     def __init__(
         self,
-        lamda: float = 0.001,
-        lamda_grid: Sequence[float] = (0.0001, 0.0003, 0.001, 0.003, 0.01),
+        lamda: float = 0.0001,
+        lamda_grid: Sequence[float] = (0.00001, 0.00003, 0.0001, 0.0003, 0.001),
         max_iter: int = 60,
         calib_width: int | None = None,
     ) -> None:
