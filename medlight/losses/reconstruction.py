@@ -70,6 +70,7 @@ def ssdu_kspace_loss(pred_kspace: Tensor, measured: Tensor, loss_mask: Tensor) -
     """
     keep = loss_mask.bool().to(pred_kspace.dtype)
     diff, ref = (pred_kspace - measured) * keep, measured * keep
-    l2 = diff.pow(2).sum().sqrt() / ref.pow(2).sum().sqrt().clamp_min(1e-12)
-    l1 = diff.pow(2).sum(-1).sqrt().sum() / ref.pow(2).sum(-1).sqrt().sum().clamp_min(1e-12)
+    eps = 1e-24  # sqrt has an infinite slope at 0: every line outside the loss mask would turn the gradient NaN
+    l2 = (diff.pow(2).sum() + eps).sqrt() / ref.pow(2).sum().sqrt().clamp_min(1e-12)
+    l1 = (diff.pow(2).sum(-1) + eps).sqrt().sum() / ref.pow(2).sum(-1).sqrt().sum().clamp_min(1e-12)
     return l2 + l1
