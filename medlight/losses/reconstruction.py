@@ -59,3 +59,18 @@ class MSSSIML1Loss(nn.Module):
             spectrum = lambda x: torch.fft.fft2(x, norm="ortho").abs()  # noqa: E731
             loss = loss + w_freq * (spectrum(pred) - spectrum(target)).abs().mean()
         return loss
+
+
+def ssdu_kspace_loss(pred_kspace: Tensor, measured: Tensor, loss_mask: Tensor) -> Tensor:
+    """SSDU's normalised L1-L2 k-space loss on the held-out lines (Yaman et al. 2020, eq. 8).
+
+    ``||y_L - P_L k||_2 / ||y_L||_2 + ||y_L - P_L k||_1 / ||y_L||_1`` with y the measured (B, coils, H, W, 2)
+    k-space, k the network's k-space prediction and P_L the loss mask (broadcastable, e.g. (B, 1, 1, W, 1)).
+    The L1 norm is taken over complex magnitudes.
+    """
+    keep = loss_mask.bool().to(pred_kspace.dtype)
+    diff, ref = (pred_kspace - measured) * keep, measured * keep
+    eps = 1e-24  # sqrt has an infinite slope at 0: every line outside the loss mask would turn the gradient NaN
+    l2 = (diff.pow(2).sum() + eps).sqrt() / ref.pow(2).sum().sqrt().clamp_min(1e-12)
+    l1 = (diff.pow(2).sum(-1) + eps).sqrt().sum() / ref.pow(2).sum(-1).sqrt().sum().clamp_min(1e-12)
+    return l2 + l1

@@ -1,6 +1,7 @@
 """Plain ``nn.Module`` networks (no Lightning here): a new architecture is one file plus a config."""
 
 from medlight.nets.abn import ABNOutput, AttentionBranchNetwork
+from medlight.nets.classical import L1WaveletCS, SenseRecon
 from medlight.nets.common import PadToMultiple
 from medlight.nets.deeplab import DeepLabV3Plus
 from medlight.nets.hrnet import HRNet
@@ -16,10 +17,12 @@ __all__ = [
     "DeepLabV3Plus",
     "EncoderDecoderUNet",
     "HRNet",
+    "L1WaveletCS",
     "PSPNet",
     "PadToMultiple",
     "ResUNet",
     "SegFormer",
+    "SenseRecon",
     "UNet",
     "VarNet",
     "ZeroFilled",

@@ -106,3 +106,71 @@ def center_lines(mask: Tensor) -> int:
 def to_real(array: np.ndarray) -> Tensor:
     """A complex NumPy array as a float32 tensor with a trailing (real, imaginary) dimension."""
     return torch.view_as_real(torch.from_numpy(np.ascontiguousarray(array, dtype=np.complex64)))
+
+
+def scanner_mask(width: int, spacing: int, center_lines: int, kind: MaskKind = "equispaced", seed: int = 0) -> Tensor:
+    """A boolean (W,) mask as a scanner's parallel-imaging protocol sets it: ``center_lines`` fully sampled
+    centre lines (the auto-calibration signal) plus every ``spacing``-th line counted from the centre line
+    (``equispaced``), or as many lines as that drawn uniformly at random outside the centre (``random``).
+
+    Unlike :func:`cartesian_mask`, whose ``acceleration`` counts the centre lines, ``spacing`` is the
+    scanner's acceleration factor R: the net acceleration is lower, width / (width / R + centre lines).
+    """
+    if spacing < 1 or not 0 < center_lines <= width:
+        raise ValueError(f"scanner mask needs spacing >= 1 and 0 < center_lines <= width: {spacing}, {center_lines}")
+    mid = width // 2
+    mask = torch.zeros(width, dtype=torch.bool)
+    mask[mid - center_lines // 2 : mid - center_lines // 2 + center_lines] = True
+    lines = torch.arange(width)
+    if kind == "equispaced":
+        return mask | ((lines - mid) % spacing == 0)
+    outside = lines[~mask]
+    count = min(len(outside), max(0, round(width / spacing) - int(((lines - mid) % spacing == 0)[mask].sum())))
+    pick = torch.randperm(len(outside), generator=torch.Generator().manual_seed(seed % (2**63)))[:count]
+    mask[outside[pick]] = True
+    return mask
+
+
+def ssdu_split(
+    mask: Tensor, loss_fraction: float = 0.4, keep_center: int | None = None, seed: int = 0
+) -> tuple[Tensor, Tensor]:
+    """Split a (W,) sampling mask into disjoint data-consistency and loss masks (SSDU, Yaman et al. 2020).
+
+    ``loss_fraction`` of the sampled lines, drawn uniformly at random outside the fully sampled centre
+    (``keep_center`` lines, default: the contiguous centre block of the mask, see :func:`center_lines`),
+    form the loss mask; all other sampled lines, the centre included, form the data-consistency mask.
+    The two are disjoint and together are exactly ``mask``.
+    """
+    m = mask.reshape(-1).bool()
+    if not 0 < loss_fraction < 1:
+        raise ValueError(f"loss_fraction must be in (0, 1), got {loss_fraction}")
+    mid = m.numel() // 2
+    protected = torch.zeros_like(m)
+    if keep_center is None:  # the contiguous sampled block around the centre line
+        left = right = mid
+        while left > 0 and m[left - 1]:
+            left -= 1
+        while right < m.numel() - 1 and m[right + 1]:
+            right += 1
+        protected[left : right + 1] = bool(m[mid])
+    else:
+        protected[mid - keep_center // 2 : mid - keep_center // 2 + keep_center] = True
+    candidates = torch.nonzero(m & ~protected).reshape(-1)
+    count = min(len(candidates), round(loss_fraction * int(m.sum())))
+    pick = candidates[torch.randperm(len(candidates), generator=torch.Generator().manual_seed(seed % (2**63)))[:count]]
+    loss = torch.zeros_like(m)
+    loss[pick] = True
+    return m & ~loss, loss
+
+
+def crop_readout(kspace: np.ndarray, size: int, axis: int = -2) -> np.ndarray:
+    """Remove readout oversampling: inverse FFT along the readout ``axis``, keep the central ``size`` samples of
+    the image, FFT back (as ISMRMRD's reconstruction examples do). Centred, orthonormal transforms."""
+    n = kspace.shape[axis]
+    if size >= n:
+        return kspace
+    image = np.fft.fftshift(np.fft.ifft(np.fft.ifftshift(kspace, axes=axis), axis=axis, norm="ortho"), axes=axis)
+    start = (n - size) // 2
+    image = np.take(image, np.arange(start, start + size), axis=axis)
+    out = np.fft.fftshift(np.fft.fft(np.fft.ifftshift(image, axes=axis), axis=axis, norm="ortho"), axes=axis)
+    return out.astype(np.complex64)

@@ -5,7 +5,7 @@ A run folder (``trainer.default_root_dir``) holds::
     config.yaml  manifest.json  manifest_history.jsonl  metrics.csv  wandb_run_id.txt  wandb/  tensorboard/
     checkpoints/{best,last}.ckpt
     metrics/<stage>_per_case.csv  metrics/<stage>_summary.json  metrics/timing.json  ...
-    predictions/
+    predictions/  reconstructions/
 
 Readers (the study runner and report, tests) take the paths from :class:`RunLayout` rather than spelling them.
 """
@@ -96,6 +96,11 @@ class RunLayout:
     def external(self) -> Path:
         """``external.json``: the sources of a folder scored or made outside training (evaluate, fold ensemble)."""
         return self.root / "external.json"
+
+    @property
+    def reconstructions(self) -> Path:
+        """Reconstructed volumes (NIfTI) and side-by-side figures (PNG) of a reconstruction run's test."""
+        return self.root / "reconstructions"
 
     def resume_checkpoint(self) -> Path | None:
         """The newest of ``checkpoints/last.ckpt`` and Lightning's SLURM ``hpc_ckpt_*.ckpt`` (None: none yet)."""

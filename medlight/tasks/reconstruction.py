@@ -1,9 +1,20 @@
 """Multi-coil MRI reconstruction task: train, adapt (frozen backbone) or evaluate a k-space network.
 
 Wraps any network called as ``net(masked_kspace, mask, centers, protocols) -> (B, H, W)`` RSS magnitude
-(:class:`medlight.nets.VarNet`, :class:`medlight.nets.ZeroFilled`). Validation and test score whole volumes
-(PSNR, SSIM, NMSE, in the data's own intensity units) per volume and per center; test writes
-``metrics/test_per_case.csv`` and ``metrics/test_summary.json`` with the parameter shares of the adapters.
+(:class:`medlight.nets.VarNet`, :class:`medlight.nets.ZeroFilled`, the classical
+:class:`medlight.nets.SenseRecon` and :class:`medlight.nets.L1WaveletCS`). Validation and test score whole
+volumes (PSNR, SSIM, NMSE, in the data's own intensity units) per volume and per center; test writes
+``metrics/test_per_case.csv`` and ``metrics/test_summary.json`` with the parameter shares of the adapters, and
+NIfTI volumes and side-by-side PNGs of the first test volumes under ``reconstructions/``.
+
+A network with a ``lamda`` buffer and a ``lamda_grid`` (the classical ones) has its regularisation chosen at
+the first validation: every candidate reconstructs every validation volume, the best mean SSIM wins.
+
+``adaptation: self_supervised`` trains without fully sampled data (SSDU, Yaman et al. 2020): each training
+slice's sampled lines are split at random into a data-consistency set (60%, the centre included) given to the
+network and a loss set (40%) it must predict (:func:`medlight.ops.kspace.ssdu_split`,
+:func:`medlight.losses.reconstruction.ssdu_kspace_loss`); the reference image is never read in training, and
+``best.ckpt`` is selected by the same k-space loss on the validation volumes (fixed split per volume).
 """
 
 from __future__ import annotations
@@ -15,21 +26,24 @@ from typing import Any, Literal
 import torch
 from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor, nn
+from torchmetrics import MeanMetric
 
 from medlight.contracts import ReconstructionData, require
 from medlight.errors import ConfigError
 from medlight.keys import Key
-from medlight.losses.reconstruction import MSSSIML1Loss
+from medlight.losses.reconstruction import MSSSIML1Loss, ssdu_kspace_loss
 from medlight.metrics.reconstruction import RECON_METRICS, volume_metrics
 from medlight.metrics.segmentation import PerCaseMetrics
 from medlight.nets.adapters import HierarchicalAdapter
-from medlight.ops.kspace import ifft2c, rss
+from medlight.ops.kspace import ifft2c, rss, ssdu_split
 from medlight.runs.layout import write_table
 from medlight.tasks.base import MedlightTask
 from medlight.tasks.overlays import reconstruction_rgb
+from medlight.tasks.recon_figures import save_comparison, save_volume
 
 log = logging.getLogger(__name__)
 Trainable = Literal["all", "adapters", "center_adapters"]
+Adaptation = Literal["supervised", "self_supervised"]
 
 
 class ReconstructionTask(MedlightTask):
@@ -45,6 +59,10 @@ class ReconstructionTask(MedlightTask):
             ``adapt_centers`` (the backbone and every other adapter frozen).
         adapt_centers: centers whose adapters start as copies of the universal adapter (a new center).
         eval_chunk: slices per forward pass at validation and test.
+        adaptation: ``supervised`` (image loss against the fully sampled reference) or ``self_supervised``
+            (SSDU: k-space loss on held-out sampled lines; needs a network with ``forward_kspace``).
+        ssdu_loss_fraction: share of the sampled lines held out for the loss in self-supervised training.
+        save_examples: test volumes (per process) saved as NIfTI and PNG under ``reconstructions/``.
         **kwargs: optimizer (it gets only the trainable parameters), scheduler and loss-guard settings of
             :class:`MedlightTask`.
     """
@@ -59,6 +77,9 @@ class ReconstructionTask(MedlightTask):
         trainable: Trainable = "all",
         adapt_centers: list[str] | None = None,
         eval_chunk: int = 8,
+        adaptation: Adaptation = "supervised",
+        ssdu_loss_fraction: float = 0.4,
+        save_examples: int = 3,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -68,6 +89,16 @@ class ReconstructionTask(MedlightTask):
         self.init_from, self.trainable, self.adapt_centers = init_from, trainable, list(adapt_centers or [])
         self.eval_chunk = eval_chunk
         self.val_metrics, self.test_metrics = PerCaseMetrics(), PerCaseMetrics()
+        self.adaptation, self.ssdu_loss_fraction, self.save_examples = adaptation, ssdu_loss_fraction, save_examples
+        if adaptation == "self_supervised":
+            if not hasattr(net, "forward_kspace"):
+                raise ConfigError(f"adaptation='self_supervised' needs a network with forward_kspace, not {type(net)}")
+            self.checkpoint_monitor = ("val/kspace_loss", "min")  # no fully sampled data selects the checkpoint
+            self.val_kspace_loss = MeanMetric()
+        grid = tuple(getattr(net, "lamda_grid", ()) or ())
+        self.lamda_grid = grid if hasattr(net, "lamda") else ()
+        self.tuning_metrics = nn.ModuleList(PerCaseMetrics() for _ in self.lamda_grid)
+        self._tuned, self._saved = not self.lamda_grid, 0
         self._initialised = False
 
     # -- set-up: start weights, frozen parts --------------------------------------------------------------
@@ -145,13 +176,33 @@ class ReconstructionTask(MedlightTask):
         return self.net(masked, mask, centers, protocols)
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor | None:
-        pred = self(batch[Key.MASKED], batch[Key.MASK], batch[Key.CENTER], batch[Key.PROTOCOL])
-        loss = self.loss(pred, batch[Key.TARGET])
-        if not loss.requires_grad:  # no trainable parameters: nothing to step
+        if not any(p.requires_grad for p in self.net.parameters()):  # zero-filled, SENSE, CS: nothing to train
             return None
+        if self.adaptation == "self_supervised":
+            loss = self._ssdu_loss(batch[Key.MASKED], batch[Key.MASK], batch[Key.CENTER], batch[Key.PROTOCOL])
+        else:
+            pred = self(batch[Key.MASKED], batch[Key.MASK], batch[Key.CENTER], batch[Key.PROTOCOL])
+            loss = self.loss(pred, batch[Key.TARGET])
         loss = self.guard_loss(loss)
-        self.log("train/loss", loss, prog_bar=True, batch_size=pred.shape[0])
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch[Key.MASKED].shape[0])
         return loss
+
+    def _ssdu_loss(
+        self, masked: Tensor, mask: Tensor, centers: list[str], protocols: list[str], seed: int = -1
+    ) -> Tensor:
+        """SSDU: predict the loss-set lines from the data-consistency set; a fresh split per slice and step
+        (seeded by the step, so a resumed run draws the same splits), or the fixed ``seed`` for validation."""
+        dc, held_out = [], []
+        for i in range(masked.shape[0]):
+            draw = seed if seed >= 0 else 7919 * self.global_step + i
+            a, b = ssdu_split(mask[min(i, mask.shape[0] - 1)], self.ssdu_loss_fraction, seed=draw)
+            dc.append(a)
+            held_out.append(b)
+        shape = (masked.shape[0], 1, 1, masked.shape[-2], 1)
+        dc_mask = torch.stack(dc).view(shape).to(masked.device)
+        loss_mask = torch.stack(held_out).view(shape).to(masked.device)
+        pred = self.net.forward_kspace(masked * dc_mask, dc_mask, centers, protocols)  # type: ignore[operator]
+        return ssdu_kspace_loss(pred, masked, loss_mask)
 
     def reconstruct_volume(self, batch: dict) -> tuple[Tensor, Tensor]:
         """(slices, H, W) reconstruction and reference of a one-volume batch, in the data's units."""
@@ -166,6 +217,12 @@ class ReconstructionTask(MedlightTask):
         return torch.cat(parts) * scale, batch[Key.TARGET][0] * scale
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
+        if not self._tuned and not self.trainer.sanity_checking:  # score every regularisation candidate
+            for value, metrics in zip(self.lamda_grid, self.tuning_metrics):
+                self.net.lamda.fill_(value)  # type: ignore[operator]
+                pred, target = self.reconstruct_volume(batch)
+                metrics.update(batch[Key.CASE_INDEX], volume_metrics(pred, target)[None])  # type: ignore[operator]
+            return
         pred, target = self.reconstruct_volume(batch)
         self.val_metrics.update(batch[Key.CASE_INDEX], volume_metrics(pred, target)[None])
         if self.keeps_overlay(batch_idx):
@@ -175,16 +232,67 @@ class ReconstructionTask(MedlightTask):
             self.keep_overlay(
                 {"zero_filled": zero_filled.cpu(), "output": pred[i].cpu(), "target": target[i].cpu(), "title": title}
             )
+        if self.adaptation == "self_supervised":
+            masked, n = batch[Key.MASKED][0], batch[Key.MASKED].shape[1]
+            with torch.no_grad():
+                loss = self._ssdu_loss(
+                    masked,
+                    batch[Key.MASK],
+                    batch[Key.CENTER] * n,
+                    batch[Key.PROTOCOL] * n,
+                    seed=int(batch[Key.CASE_INDEX]),
+                )
+            self.val_kspace_loss.update(loss)
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
         pred, target = self.reconstruct_volume(batch)
         self.test_metrics.update(batch[Key.CASE_INDEX], volume_metrics(pred, target)[None])
+        if self._saved < self.save_examples:
+            self._saved += 1
+            self._save_example(batch, pred, target)
+
+    def _save_example(self, batch: dict, pred: Tensor, target: Tensor) -> None:
+        case = self._cases(batch[Key.CASE_INDEX].reshape(-1))[0]
+        zero_filled = rss(ifft2c(batch[Key.MASKED][0])) * batch[Key.SCALE][0]
+        n = pred.shape[0]
+        rows = sorted({n // 4, n // 2, (3 * n) // 4})[:3]
+        out = self.layout.reconstructions
+        save_volume(pred, out / f"{case['case_id']}.nii.gz")
+        scores = volume_metrics(pred, target)
+        title = (
+            f"{case['case_id']} ({case['center']}, {case['protocol']}): PSNR {scores[0]:.2f} dB, SSIM {scores[1]:.3f}"
+        )
+        save_comparison(zero_filled[rows], pred[rows], target[rows], out / f"{case['case_id']}.png", title)
 
     def on_validation_epoch_end(self) -> None:
-        index, values = self.val_metrics.gather()
+        if not self._tuned and not self.trainer.sanity_checking:
+            index, values = self._choose_lamda()
+        else:
+            index, values = self.val_metrics.gather()
+        if self.adaptation == "self_supervised":
+            kspace_loss = self.val_kspace_loss.compute()
+            self.val_kspace_loss.reset()
         if not self.trainer.sanity_checking:
             self.log_dict({f"val/{k}": v for k, v in self._summary(index, values).items()}, sync_dist=False)
+            if self.lamda_grid:
+                self.log("val/lamda", float(self.net.lamda), sync_dist=False)  # type: ignore[arg-type]
+            if self.adaptation == "self_supervised":
+                self.log("val/kspace_loss", kspace_loss, sync_dist=False)
         self.log_overlays("val/reconstructions", reconstruction_rgb)
+
+    def _choose_lamda(self) -> tuple[Tensor, Tensor]:
+        """Keep the candidate with the best mean validation SSIM; its values are this epoch's validation."""
+        scored = [metrics.gather() for metrics in self.tuning_metrics]  # type: ignore[operator]
+        ssims = [float(v.reshape(len(i), len(RECON_METRICS))[:, RECON_METRICS.index("ssim")].mean()) for i, v in scored]
+        best = max(range(len(ssims)), key=ssims.__getitem__)
+        self.net.lamda.fill_(self.lamda_grid[best])  # type: ignore[operator]
+        self._tuned = True
+        table = ", ".join(f"{v:g}: {s:.4f}" for v, s in zip(self.lamda_grid, ssims))
+        log.info("lamda chosen on validation (mean SSIM per candidate: %s): %g", table, self.lamda_grid[best])
+        return scored[best]
+
+    def on_test_epoch_start(self) -> None:
+        self._saved = 0
 
     def on_test_epoch_end(self) -> None:
         index, values = self.test_metrics.gather()

@@ -24,7 +24,7 @@ from medlight.data.kspace.simulation import SimulationConfig, simulate
 from medlight.data.splits import load_or_create_splits
 from medlight.errors import ConfigError
 from medlight.keys import Key
-from medlight.ops.kspace import MaskKind, cartesian_mask, case_seed, ifft2c, rss, to_real
+from medlight.ops.kspace import MaskKind, cartesian_mask, case_seed, ifft2c, rss, scanner_mask, to_real
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +37,12 @@ class UndersampleKspaced(Randomizable, MapTransform):
     random state, which the resumable training loader seeds per draw.
     """
 
-    def __init__(self, acceleration: float, center_fraction: float, kind: MaskKind, fixed: bool) -> None:
+    def __init__(
+        self, acceleration: float, center_fraction: float, kind: MaskKind, fixed: bool, center_lines: int | None = None
+    ) -> None:
         MapTransform.__init__(self, ["kspace"])
         self.acceleration, self.center_fraction, self.kind, self.fixed = acceleration, center_fraction, kind, fixed
+        self.center_lines = center_lines
 
     def randomize(self, data: Any = None) -> None:
         self._seed = int(self.R.randint(0, 2**31 - 1))
@@ -48,7 +51,10 @@ class UndersampleKspaced(Randomizable, MapTransform):
         self.randomize()
         seed = case_seed(item[Key.CASE_ID]) if self.fixed else self._seed
         kspace: Tensor = item[Key.KSPACE]
-        mask = cartesian_mask(kspace.shape[-2], self.acceleration, self.center_fraction, self.kind, seed)
+        if self.center_lines:  # the scanner's way: every R-th line plus a number of centre lines
+            mask = scanner_mask(kspace.shape[-2], int(self.acceleration), self.center_lines, self.kind, seed)
+        else:
+            mask = cartesian_mask(kspace.shape[-2], self.acceleration, self.center_fraction, self.kind, seed)
         mask = mask.view(1, 1, -1, 1)
         masked = kspace * mask
         scale = rss(ifft2c(masked), coil_dim=-3).amax().clamp_min(1e-12)
@@ -73,6 +79,9 @@ class KspaceDataModule(MedlightDataModule):
         acceleration: undersampling factor (4, 8, ...).
         center_fraction: share of fully sampled centre columns.
         mask: ``equispaced`` or ``random`` Cartesian masks.
+        center_lines: scanner-style masks instead (:func:`medlight.ops.kspace.scanner_mask`): this many fully
+            sampled centre lines plus every ``acceleration``-th line (``equispaced``) or as many random ones;
+            ``acceleration`` is then the scanner's R (an integer) and ``center_fraction`` is ignored.
         batch_size: training slices per batch; slices of centers with different coil counts cannot share a
             batch, so keep 1 unless every training center has the same coil count.
         num_workers: loader workers.
@@ -93,6 +102,7 @@ class KspaceDataModule(MedlightDataModule):
         acceleration: float = 4.0,
         center_fraction: float = 0.08,
         mask: MaskKind = "equispaced",
+        center_lines: int | None = None,
         batch_size: int = 1,
         num_workers: int = 0,
         seed: int = 0,
@@ -104,6 +114,7 @@ class KspaceDataModule(MedlightDataModule):
         self.num_folds, self.fold, self.test_fraction = num_folds, fold, test_fraction
         self.train_centers, self.test_centers, self.max_train_volumes = train_centers, test_centers, max_train_volumes
         self.acceleration, self.center_fraction, self.mask = acceleration, center_fraction, mask
+        self.center_lines = center_lines
         try:  # an impossible mask must fail now, not at the first validation or test
             cartesian_mask(64, acceleration, center_fraction, mask)
         except ValueError as err:
@@ -186,7 +197,9 @@ class KspaceDataModule(MedlightDataModule):
         return out
 
     def _undersample(self, fixed: bool) -> Compose:
-        return Compose([UndersampleKspaced(self.acceleration, self.center_fraction, self.mask, fixed)])
+        return Compose(
+            [UndersampleKspaced(self.acceleration, self.center_fraction, self.mask, fixed, self.center_lines)]
+        )
 
     def train_dataloader(self) -> DataLoader:
         slices = self.train_share(self._slices(self.parts["train"]))

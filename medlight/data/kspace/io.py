@@ -1,4 +1,4 @@
-"""Readers for multi-coil k-space files: fastMRI-style HDF5, CMRxRecon-style MATLAB v7.3 (.mat), NumPy (.npy).
+"""Readers for multi-coil k-space files: fastMRI HDF5, ISMRMRD HDF5, BART .cfl/.hdr, CMRxRecon .mat, NumPy.
 
 Every reader returns a :class:`KspaceVolume` with complex64 k-space ``[slices, coils, H, W]`` whose last axis
 (W) is the phase-encoding direction that masks undersample:
@@ -6,11 +6,26 @@ Every reader returns a :class:`KspaceVolume` with complex64 k-space ``[slices, c
 * HDF5 (``.h5``/``.hdf5``, fastMRI layout): dataset ``kspace`` ``[slices, coils, H, W]`` (or single-coil
   ``[slices, H, W]``), optional ``reconstruction_rss`` ``[slices, H, W]``; attributes ``center`` and
   ``protocol`` (medlight's simulator writes them) name the acquisition.
+* ISMRMRD HDF5 (``.h5``/``.hdf5`` with a ``dataset`` group holding ``xml`` and ``data``, read with the
+  ``ismrmrd`` package): every imaging acquisition (noise scans, navigators, phase correction skipped) goes
+  to ``[slice, coil, readout, kspace_encode_step_1]`` of the encoded matrix; repeated lines (averages,
+  repetitions) are averaged; readout oversampling is removed by cropping in image space to the header's
+  reconstruction field of view (``encodedSpace.fieldOfView_mm.x`` -> ``reconSpace.fieldOfView_mm.x``), as
+  ISMRMRD's reconstruction examples do. Center: the header's ``acquisitionSystemInformation.institutionName``
+  or ``stationName``; protocol: ``measurementInformation.protocolName``.
+* BART (``.cfl`` with its ``.hdr``): BART's dimension order ``[readout, phase1, phase2, coils, ...]``
+  (column-major complex64, see :func:`read_cfl` / :func:`write_cfl`); readout -> H, phase1 -> W, and every
+  other dimension (partitions after an inverse FFT along phase2, maps, echoes, time, slices, ...) -> slices.
 * MATLAB v7.3 (``.mat``, CMRxRecon layout): a variable whose name starts with ``kspace`` (e.g.
   ``kspace_full``), stored by MATLAB as ``[kx, ky, coils, slices(, frames)]`` with ``real``/``imag`` fields.
   h5py sees the axes reversed; slices and frames become slices, and ky (phase encoding) becomes W.
   Center: the nearest folder named ``Center...``; protocol: the file name (``cine_sax``).
 * NumPy (``.npy``): a complex array ``[slices, coils, H, W]`` or ``[coils, H, W]``.
+
+H and W may be any size, odd or non-square; W must be the phase-encoding direction. For fastMRI files whose
+``reconstruction_rss`` is smaller along the readout than the k-space (readout oversampling, e.g. 640 vs 320),
+the k-space is cropped along the readout in image space to match; a reference that still does not fit is dropped
+(with a warning) and the RSS of the fully sampled k-space is the reference instead.
 
 A ``dataset.json`` (``{"cases": [{"file", "center", "protocol"}]}``) in the dataset folder overrides the
 identifiers. Anything wrong with a file raises :class:`medlight.errors.DatasetError` naming the file.
@@ -19,6 +34,7 @@ identifiers. Anything wrong with a file raises :class:`medlight.errors.DatasetEr
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,8 +43,10 @@ import h5py
 import numpy as np
 
 from medlight.errors import DatasetError
+from medlight.ops.kspace import crop_readout
 
-KSPACE_ENDINGS = (".h5", ".hdf5", ".mat", ".npy")
+log = logging.getLogger(__name__)
+KSPACE_ENDINGS = (".h5", ".hdf5", ".mat", ".npy", ".cfl")
 UNKNOWN = "unknown"
 
 
@@ -63,6 +81,10 @@ def read_kspace(path: str | Path) -> KspaceVolume:
         volume = _read_npy(path)
     elif ending == ".mat":
         volume = _read_mat(path)
+    elif ending == ".cfl":
+        volume = _read_bart(path)
+    elif _is_ismrmrd(path):
+        volume = _read_ismrmrd(path)
     else:
         volume = _read_h5(path)
     _check(volume)
@@ -83,7 +105,10 @@ def _read_h5(path: Path) -> KspaceVolume:
     try:
         with h5py.File(path, "r") as f:
             if "kspace" not in f:
-                raise DatasetError(f"{path}: no `kspace` dataset (has {sorted(f.keys())})")
+                raise DatasetError(
+                    f"{path}: no `kspace` dataset (fastMRI) nor `dataset/xml` + `dataset/data` (ISMRMRD); has "
+                    f"{sorted(f.keys())}"
+                )
             kspace = _as_complex(_read_dataset(f, "kspace", path), path, "kspace")
             if kspace.ndim == 3:  # single-coil fastMRI: [slices, H, W]
                 kspace = kspace[:, None]
@@ -92,7 +117,118 @@ def _read_h5(path: Path) -> KspaceVolume:
             center, protocol = (_attr(f.attrs.get(k)) for k in ("center", "protocol"))
     except OSError as err:
         raise DatasetError(f"{path}: cannot be read as HDF5 ({err})") from err
+    if target is not None and target.ndim == 3 and kspace.ndim == 4 and target.shape[1] < kspace.shape[2]:
+        kspace = crop_readout(kspace, target.shape[1], axis=-2)  # readout oversampling (fastMRI: 640 -> 320)
+    if target is not None and kspace.ndim == 4 and target.shape != (kspace.shape[0], *kspace.shape[2:]):
+        log.warning(
+            "%s: reconstruction_rss %s does not fit k-space %s; using the RSS", path, target.shape, kspace.shape
+        )
+        target = None
     return KspaceVolume(path, kspace, center, protocol, target)
+
+
+# -- ISMRMRD ------------------------------------------------------------------------------------------------
+def _is_ismrmrd(path: Path) -> bool:
+    try:
+        with h5py.File(path, "r") as f:
+            return "kspace" not in f and isinstance(f.get("dataset"), h5py.Group)
+    except OSError:
+        return False
+
+
+SKIPPED_FLAGS = ("ACQ_IS_NOISE_MEASUREMENT", "ACQ_IS_NAVIGATION_DATA", "ACQ_IS_PHASECORR_DATA", "ACQ_IS_DUMMYSCAN_DATA")
+
+
+def _read_ismrmrd(path: Path) -> KspaceVolume:
+    import ismrmrd  # only needed for these files
+
+    with h5py.File(path, "r") as f:
+        missing = [k for k in ("xml", "data") if k not in f["dataset"]]
+    if missing:
+        raise DatasetError(f"{path}: ISMRMRD file without `dataset/{missing[0]}` (header or acquisitions)")
+    dset = ismrmrd.Dataset(str(path), "dataset", create_if_needed=False)
+    try:
+        try:
+            header = ismrmrd.xsd.CreateFromDocument(dset.read_xml_header())
+            encoding = header.encoding[0]
+            n_readout, n_lines = encoding.encodedSpace.matrixSize.x, encoding.encodedSpace.matrixSize.y
+            fov_ratio = encoding.reconSpace.fieldOfView_mm.x / encoding.encodedSpace.fieldOfView_mm.x
+        except Exception as err:  # a broken or incomplete XML header
+            raise DatasetError(f"{path}: ISMRMRD header lacks the encoding matrix or field of view ({err})") from err
+        skip = sum(1 << (getattr(ismrmrd, flag) - 1) for flag in SKIPPED_FLAGS)
+        lines: dict[tuple[int, int], list[np.ndarray]] = {}
+        for i in range(dset.number_of_acquisitions()):
+            acq = dset.read_acquisition(i)
+            if acq.flags & skip:
+                continue
+            data = np.asarray(acq.data)
+            if data.shape[-1] != n_readout:  # e.g. asymmetric echo: place it at its centre sample
+                full = np.zeros((data.shape[0], n_readout), np.complex64)
+                start = n_readout // 2 - acq.center_sample
+                full[:, start : start + data.shape[-1]] = data
+                data = full
+            lines.setdefault((acq.idx.slice, acq.idx.kspace_encode_step_1), []).append(data)
+    finally:
+        dset.close()
+    if not lines:
+        raise DatasetError(f"{path}: ISMRMRD file holds no imaging acquisitions")
+    coils = {d.shape[0] for v in lines.values() for d in v}
+    if len(coils) != 1:
+        raise DatasetError(f"{path}: acquisitions with different channel counts {sorted(coils)}")
+    slices = 1 + max(s for s, _ in lines)
+    n_lines = max(n_lines, 1 + max(k for _, k in lines))
+    kspace = np.zeros((slices, coils.pop(), n_readout, n_lines), np.complex64)
+    for (s, k), values in lines.items():
+        kspace[s, :, :, k] = np.mean(values, axis=0)
+    kspace = crop_readout(kspace, round(n_readout * fov_ratio), axis=-2)
+    system, measurement = header.acquisitionSystemInformation, header.measurementInformation
+    center = (system and (system.institutionName or system.stationName)) or UNKNOWN
+    protocol = (measurement and measurement.protocolName) or path.stem
+    return KspaceVolume(path, kspace, str(center), str(protocol))
+
+
+# -- BART -----------------------------------------------------------------------------------------------
+def read_cfl(path: str | Path) -> np.ndarray:
+    """A BART array from ``name.cfl`` + ``name.hdr`` (dimensions on the header's second line, column-major)."""
+    path = Path(path).with_suffix(".cfl")
+    hdr = path.with_suffix(".hdr")
+    if not hdr.is_file():
+        raise DatasetError(f"{path}: BART header {hdr.name} not found next to it")
+    text = [line for line in hdr.read_text().splitlines() if line.strip() and not line.startswith("#")]
+    try:
+        dims = [int(d) for d in text[0].split()]
+    except (IndexError, ValueError) as err:
+        raise DatasetError(f"{hdr}: no dimensions line (expected '# Dimensions' then integers)") from err
+    data = np.fromfile(path, dtype=np.complex64)
+    if data.size != int(np.prod(dims)):
+        raise DatasetError(
+            f"{path}: holds {data.size} complex values, its header's dimensions {dims} need {np.prod(dims)}"
+        )
+    return data.reshape(dims, order="F")
+
+
+def write_cfl(path: str | Path, array: np.ndarray) -> Path:
+    """Write ``array`` as BART ``name.cfl`` + ``name.hdr`` (complex64, column-major)."""
+    path = Path(path).with_suffix(".cfl")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.with_suffix(".hdr").write_text("# Dimensions\n" + " ".join(str(d) for d in array.shape) + "\n")
+    np.asarray(array, dtype=np.complex64).ravel(order="F").tofile(path)
+    return path
+
+
+def _read_bart(path: Path) -> KspaceVolume:
+    array = read_cfl(path)
+    if array.ndim < 4:
+        raise DatasetError(
+            f"{path}: BART k-space has dimensions {array.shape}; expected [readout, phase1, phase2, coils, ...]"
+        )
+    if array.shape[2] > 1:  # 3D: partitions along phase2 become slices of 2D k-space
+        array = np.fft.fftshift(np.fft.ifft(np.fft.ifftshift(array, axes=2), axis=2, norm="ortho"), axes=2)
+    # [x, y, z, coils, rest...] -> [z * rest, coils, x, y], column-major like BART
+    moved = np.moveaxis(array, (0, 1, 3), (-2, -1, -3))
+    kspace = moved.reshape(-1, *moved.shape[-3:], order="F")
+    center = next((p.name for p in path.parents if p.name.lower().startswith("center")), UNKNOWN)
+    return KspaceVolume(path, np.ascontiguousarray(kspace, dtype=np.complex64), center, path.stem)
 
 
 def _read_mat(path: Path) -> KspaceVolume:

@@ -15,6 +15,20 @@ T1). What a simulated center differs in, and nothing else (see :class:`CenterSpe
 * **noise**: complex Gaussian noise in k-space of standard deviation ``noise`` x (mean object magnitude
   x scale), per coil.
 
+The ``realistic`` preset (:func:`realistic_centers`, ``SimulationConfig.preset``) adds what real acquisitions
+have and the basic centers lack (each a :class:`CenterSpec` field whose default keeps the basic behaviour):
+
+* ``coil_model: loops``: sensitivities from the Biot-Savart law of ``coils`` circular loop coils of radius
+  ``loop_radius`` on a ring of radius ``coil_radius`` around the field of view, facing its centre (the
+  receive field B1- = Bx - i By in the slice plane), not normalised: the RSS image shows the coils' shading
+  (bright near the coils), as real multi-coil references do; scaled to a mean RSS of 1 in the central disc;
+* ``susceptibility``: besides the smooth phase, a localised phase of that amplitude (radians) from a few
+  z-dipoles just off the slice plane (the field pattern (3 cos^2 - 1) / r^3 of air-tissue interfaces);
+* ``noise_correlation``: noise correlated between coils, covariance (1 - rho) I + rho A A^H / coils (A a
+  random complex matrix fixed per center), applied through its Cholesky factor;
+* ``matrix``: the center's own (H, W) matrix (readout x phase encoding), non-square, odd allowed; the source
+  slice is padded to the matrix's aspect ratio and resampled.
+
 The fully sampled coil k-space goes into fastMRI-style HDF5 files (``kspace``, ``reconstruction_rss``,
 attributes ``center``/``protocol``/``source``) with a ``dataset.json``, so the data module reads simulated
 and real data through the same readers. Everything is seeded: the same settings give the same files.
@@ -27,8 +41,10 @@ import json
 import logging
 import random
 import shutil
+import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Literal
 
 import h5py
 import nibabel as nib
@@ -55,6 +71,11 @@ class CenterSpec:
     bias: float = 0.1
     scale: float = 1.0
     noise: float = 0.01
+    coil_model: Literal["gaussian", "loops"] = "gaussian"
+    loop_radius: float = 0.5
+    susceptibility: float = 0.0
+    noise_correlation: float = 0.0
+    matrix: tuple[int, int] | None = None
 
 
 @dataclass
@@ -84,6 +105,21 @@ def default_centers() -> list[CenterSpec]:
     ]
 
 
+def realistic_centers() -> list[CenterSpec]:
+    """Four centers with loop coils, susceptibility phase, correlated noise and their own non-square matrices."""
+    loops = {"coil_model": "loops", "bias": 0.05}
+    return [
+        CenterSpec("A", coils=6, coil_radius=1.5, loop_radius=0.5, phase=0.5, susceptibility=1.0, scale=1.0,
+                   noise=0.010, noise_correlation=0.3, matrix=(96, 80), **loops),  # type: ignore[arg-type]
+        CenterSpec("B", coils=8, coil_radius=1.6, loop_radius=0.6, phase=1.0, susceptibility=1.5, scale=3.0,
+                   noise=0.015, noise_correlation=0.5, matrix=(112, 96), **loops),  # type: ignore[arg-type]
+        CenterSpec("C", coils=4, coil_radius=1.4, loop_radius=0.7, phase=0.8, susceptibility=0.5, scale=0.5,
+                   noise=0.020, noise_correlation=0.2, matrix=(88, 72), **loops),  # type: ignore[arg-type]
+        CenterSpec("D", coils=8, coil_radius=1.3, loop_radius=0.45, phase=2.0, susceptibility=2.5, scale=10.0,
+                   noise=0.020, noise_correlation=0.6, matrix=(104, 87), **loops),  # type: ignore[arg-type]
+    ]  # fmt: skip
+
+
 @dataclass
 class SimulationConfig:
     """What to simulate.
@@ -96,6 +132,10 @@ class SimulationConfig:
         slices_per_volume: slices taken evenly from the central 60% of each volume.
         size: slices are resampled to size x size pixels.
         seed: seed of every random draw.
+        fov_margin: share of the field of view left empty on every side of the object (the ``realistic``
+            data sets 0.15; 0: the object fills the field of view, as the basic simulator did).
+        preset: ``basic`` (:func:`default_centers`) or ``realistic`` (:func:`realistic_centers`) centers when
+            ``centers`` is not given.
     """
 
     out_dir: str = "runs/kspace_sim"
@@ -105,6 +145,8 @@ class SimulationConfig:
     slices_per_volume: int = 6
     size: int = 64
     seed: int = 0
+    fov_margin: float = 0.0
+    preset: Literal["basic", "realistic"] = "basic"
 
     @property
     def protocol_list(self) -> list[ProtocolSource]:
@@ -113,7 +155,9 @@ class SimulationConfig:
 
     @property
     def center_list(self) -> list[CenterSpec]:
-        return self.centers if self.centers is not None else default_centers()
+        if self.centers is not None:
+            return self.centers
+        return realistic_centers() if self.preset == "realistic" else default_centers()
 
     def settings(self) -> dict:
         return {
@@ -123,7 +167,7 @@ class SimulationConfig:
         }
 
     def digest(self) -> str:
-        settings = {k: v for k, v in self.settings().items() if k != "out_dir"}
+        settings = {k: v for k, v in self.settings().items() if k not in ("out_dir", "preset")}
         return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -136,14 +180,49 @@ def default_protocols() -> list[ProtocolSource]:
 
 
 # -- building blocks (unit-tested) ---------------------------------------------------------------------------
-def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
-    axis = np.linspace(-1, 1, size, dtype=np.float32)
-    return np.meshgrid(axis, axis, indexing="ij")
+Shape = int | tuple[int, int]
 
 
-def sensitivity_maps(center: CenterSpec, size: int) -> np.ndarray:
-    """Complex (coils, size, size) maps with sum_c |S_c|^2 = 1 at every pixel."""
-    y, x = _grid(size)
+def _grid(shape: Shape) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel centres (y, x) of an (H, W) matrix with square pixels; the longer side spans [-1, 1]."""
+    h, w = (shape, shape) if isinstance(shape, int) else shape
+    side = max(h, w)
+    ys = np.linspace(-1, 1, h, dtype=np.float32) * (h - 1) / max(side - 1, 1)
+    xs = np.linspace(-1, 1, w, dtype=np.float32) * (w - 1) / max(side - 1, 1)
+    return np.meshgrid(ys, xs, indexing="ij")
+
+
+def loop_coil_maps(coils: int, ring_radius: float, loop_radius: float, shape: Shape, segments: int = 64) -> np.ndarray:
+    """Complex (coils, H, W) receive sensitivities B1- = Bx - i By of circular loops by the Biot-Savart law.
+
+    Loop ``c`` is centred at ring_radius (cos a_c, sin a_c, 0) with its axis pointing at the field of view's
+    centre (a_c = 2 pi c / coils) and is cut into ``segments`` straight pieces; the field is evaluated in the
+    slice plane z = 0 and scaled so that the mean RSS over the central disc (radius 0.5) is 1.
+    """
+    y, x = _grid(shape)
+    points = np.stack([x, y, np.zeros_like(x)], -1).reshape(-1, 1, 3).astype(np.float64)  # (P, 1, 3)
+    phi = np.linspace(0, 2 * np.pi, segments, endpoint=False)
+    maps = []
+    for c in range(coils):
+        a = 2 * np.pi * c / coils
+        centre = ring_radius * np.array([np.cos(a), np.sin(a), 0.0])
+        u, v = np.array([-np.sin(a), np.cos(a), 0.0]), np.array([0.0, 0.0, 1.0])  # the loop's plane
+        wire = centre + loop_radius * (np.cos(phi)[:, None] * u + np.sin(phi)[:, None] * v)  # (S, 3)
+        dl = loop_radius * (2 * np.pi / segments) * (-np.sin(phi)[:, None] * u + np.cos(phi)[:, None] * v)
+        r = points - wire[None]  # (P, S, 3)
+        field = (np.cross(dl[None], r) / np.linalg.norm(r, axis=-1, keepdims=True) ** 3).sum(1)  # (P, 3)
+        maps.append((field[:, 0] - 1j * field[:, 1]).reshape(x.shape))
+    stacked = np.stack(maps)
+    rss_map = np.sqrt((np.abs(stacked) ** 2).sum(0))
+    return (stacked / rss_map[(x**2 + y**2) < 0.25].mean()).astype(np.complex64)
+
+
+def sensitivity_maps(center: CenterSpec, shape: Shape) -> np.ndarray:
+    """Complex (coils, H, W) maps: ``loops`` (Biot-Savart, see :func:`loop_coil_maps`) or Gaussian ones with
+    sum_c |S_c|^2 = 1 at every pixel."""
+    if center.coil_model == "loops":
+        return loop_coil_maps(center.coils, center.coil_radius, center.loop_radius, shape)
+    y, x = _grid(shape)
     maps = []
     for c in range(center.coils):
         angle = 2 * np.pi * c / center.coils
@@ -155,7 +234,7 @@ def sensitivity_maps(center: CenterSpec, size: int) -> np.ndarray:
     return (stacked / np.sqrt((np.abs(stacked) ** 2).sum(0, keepdims=True))).astype(np.complex64)
 
 
-def smooth_field(size: int, rng: np.random.Generator) -> np.ndarray:
+def smooth_field(size: Shape, rng: np.random.Generator) -> np.ndarray:
     """A random second-order polynomial over [-1, 1]^2, scaled to a maximum magnitude of 1."""
     y, x = _grid(size)
     terms = np.stack([y, x, x * y, x**2 - 1 / 3, y**2 - 1 / 3])
@@ -163,22 +242,52 @@ def smooth_field(size: int, rng: np.random.Generator) -> np.ndarray:
     return (value / max(float(np.abs(value).max()), 1e-6)).astype(np.float32)
 
 
+def susceptibility_phase(shape: Shape, rng: np.random.Generator, sources: int = 3) -> np.ndarray:
+    """A localised phase pattern, maximum magnitude 1: the in-plane field (3 cos^2 t - 1) / r^3 of ``sources``
+    z-dipoles at random positions a small distance d off the slice plane (cos t = d / r)."""
+    y, x = _grid(shape)
+    field = np.zeros_like(x, dtype=np.float64)
+    for _ in range(sources):
+        cy, cx = rng.uniform(-0.6, 0.6, 2)
+        d = rng.uniform(0.08, 0.2)
+        r2 = (y - cy) ** 2 + (x - cx) ** 2 + d**2
+        field += rng.choice([-1.0, 1.0]) * (3 * d**2 / r2 - 1) / r2**1.5
+    return (field / max(float(np.abs(field).max()), 1e-12)).astype(np.float32)
+
+
+def noise_covariance(center: CenterSpec, seed: int = 0) -> np.ndarray:
+    """The center's Hermitian positive-definite (coils, coils) noise covariance, mean variance 1:
+    (1 - rho) I + rho A A^H / coils with A a random complex matrix fixed by the center's name."""
+    rng = np.random.default_rng([zlib.crc32(center.name.encode()), seed])
+    n = center.coils
+    a = rng.standard_normal((n, n)) + 1j * rng.standard_normal((n, n))
+    cov = (1 - center.noise_correlation) * np.eye(n) + center.noise_correlation * (a @ a.conj().T) / (2 * n)
+    return cov / np.real(np.trace(cov)) * n
+
+
 def acquire(magnitude: np.ndarray, center: CenterSpec, rng: np.random.Generator) -> np.ndarray:
     """Fully sampled coil k-space (slices, coils, H, W) of magnitude slices (slices, H, W) at ``center``."""
-    slices, size, _ = magnitude.shape
-    sens = sensitivity_maps(center, size)
-    bias = np.clip(1 + center.bias * smooth_field(size, rng), 0.2, None)  # per volume
-    phase = np.stack([center.phase * smooth_field(size, rng) for _ in range(slices)])  # per slice
+    slices, h, w = magnitude.shape
+    sens = sensitivity_maps(center, (h, w))
+    bias = np.clip(1 + center.bias * smooth_field((h, w), rng), 0.2, None)  # per volume
+    phase = np.stack([center.phase * smooth_field((h, w), rng) for _ in range(slices)])  # per slice
+    if center.susceptibility:
+        phase = phase + center.susceptibility * susceptibility_phase((h, w), rng)  # per volume (anatomy)
     image = center.scale * magnitude * bias * np.exp(1j * phase)
     coil_images = torch.from_numpy((sens[None] * image[:, None]).astype(np.complex64))
     kspace = torch.view_as_complex(fft2c(torch.view_as_real(coil_images))).numpy()
     sigma = center.noise * center.scale * float(magnitude.mean())
-    noise = rng.standard_normal((2, *kspace.shape)).astype(np.float32) * sigma / np.sqrt(2)
-    return (kspace + noise[0] + 1j * noise[1]).astype(np.complex64)
+    white = rng.standard_normal((2, *kspace.shape)).astype(np.float32) * sigma / np.sqrt(2)
+    noise = white[0] + 1j * white[1]
+    if center.noise_correlation:
+        noise = np.einsum("ij,sjhw->sihw", np.linalg.cholesky(noise_covariance(center)), noise)
+    return (kspace + noise).astype(np.complex64)
 
 
-def load_slices(path: Path, slice_axis: int, count: int, size: int) -> np.ndarray:
-    """``count`` magnitude slices (count, size, size) in [0, ~1] from the central 60% of a NIfTI volume."""
+def load_slices(path: Path, slice_axis: int, count: int, size: Shape, margin: float = 0.0) -> np.ndarray:
+    """``count`` magnitude slices (count, H, W) in [0, ~1] from the central 60% of a NIfTI volume, padded to
+    the aspect ratio of ``size`` (an int: square) and resampled; ``margin`` of the field of view on every side
+    is left empty (air around the object, as in a real field of view; ESPIRiT needs it)."""
     try:
         volume = np.asarray(nib.load(str(path)).get_fdata(dtype=np.float32))  # type: ignore[attr-defined]
     except Exception as err:  # nibabel raises many types for broken files
@@ -190,11 +299,16 @@ def load_slices(path: Path, slice_axis: int, count: int, size: int) -> np.ndarra
     n = volume.shape[0]
     picks = np.linspace(0.2 * (n - 1), 0.8 * (n - 1), count).round().astype(int)
     chosen = torch.from_numpy(np.clip(volume[picks], 0, 1.5))
-    side = max(chosen.shape[1:])  # pad to a square field of view, then resample
-    pad = [(side - chosen.shape[2]) // 2, (side - chosen.shape[2] + 1) // 2]
-    pad += [(side - chosen.shape[1]) // 2, (side - chosen.shape[1] + 1) // 2]
-    square = F.pad(chosen[:, None], pad)
-    return F.interpolate(square, size=(size, size), mode="bilinear", antialias=True, align_corners=False)[:, 0].numpy()
+    full = (size, size) if isinstance(size, int) else size
+    h, w = (round(n * (1 - 2 * margin)) for n in full)
+    rows, cols = chosen.shape[1:]  # pad to the matrix's aspect ratio (square pixels), then resample
+    rows, cols = max(rows, round(cols * h / w)), max(cols, round(rows * w / h))
+    pad = [(cols - chosen.shape[2]) // 2, (cols - chosen.shape[2] + 1) // 2]
+    pad += [(rows - chosen.shape[1]) // 2, (rows - chosen.shape[1] + 1) // 2]
+    framed = F.pad(chosen[:, None], pad)
+    inner = F.interpolate(framed, size=(h, w), mode="bilinear", antialias=True, align_corners=False)[:, 0]
+    pad = [(full[1] - w) // 2, (full[1] - w + 1) // 2, (full[0] - h) // 2, (full[0] - h + 1) // 2]
+    return F.pad(inner, pad).numpy()
 
 
 # -- the dataset ------------------------------------------------------------------------------------------
@@ -240,7 +354,8 @@ def _simulate(config: SimulationConfig, repo_root: Path, out: Path) -> None:
     cases = []
     for i, (center, protocol, source) in enumerate(assign_volumes(config, repo_root)):
         rng = np.random.default_rng([config.seed, i])
-        magnitude = load_slices(source, protocol.slice_axis, config.slices_per_volume, config.size)
+        shape = tuple(center.matrix) if center.matrix else config.size
+        magnitude = load_slices(source, protocol.slice_axis, config.slices_per_volume, shape, config.fov_margin)  # type: ignore[arg-type]
         kspace = acquire(magnitude, center, rng)
         name = f"{center.name}_{protocol.name}_{i:03d}.h5"
         _write(out / name, kspace, center.name, protocol.name, source.name)

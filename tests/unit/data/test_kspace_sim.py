@@ -1,5 +1,6 @@
 """The k-space simulator and the k-space data module, on a tiny simulation from synthetic NIfTI volumes."""
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -96,3 +97,49 @@ def test_an_impossible_mask_is_refused_when_the_data_module_is_made() -> None:
 
     with pytest.raises(ConfigError, match="acceleration=8, center_fraction=0.375"):
         KspaceDataModule(dataset="anywhere", acceleration=8, center_fraction=0.375)  # 24 centre lines of 64
+
+
+# -- the realistic simulator ---------------------------------------------------------------------------
+def test_loop_coil_maps_are_physical_and_non_square() -> None:
+    from medlight.data.kspace.simulation import loop_coil_maps
+
+    maps = loop_coil_maps(8, 1.4, 0.5, (40, 33))
+    assert maps.shape == (8, 40, 33) and maps.dtype == np.complex64
+    rss_map = np.sqrt((np.abs(maps) ** 2).sum(0))
+    assert rss_map.max() > 1.5 * rss_map[20, 16]  # brighter near the coils than in the centre
+    first = np.abs(maps[0])  # coil 0 sits at +x: stronger at the right edge than at the left
+    assert first[:, -1].mean() > 3 * first[:, 0].mean()
+    assert np.ptp(np.angle(maps[0][first > first.max() / 10])) > 0.5  # a spatially varying phase
+
+
+def test_noise_correlated_between_coils_has_the_center_covariance() -> None:
+    from medlight.data.kspace.simulation import noise_covariance
+
+    center = CenterSpec("Z", coils=4, noise=0.1, noise_correlation=0.6, bias=0.0)
+    cov = noise_covariance(center)
+    np.testing.assert_allclose(cov, cov.conj().T, atol=1e-12)  # Hermitian
+    assert np.linalg.eigvalsh(cov).min() > 0 and abs(np.trace(cov).real - 4) < 1e-9
+    image = np.ones((40, 32, 32), np.float32)  # mean magnitude 1: noise standard deviation 0.1
+    noisy = acquire(image, center, np.random.default_rng(0))
+    clean = acquire(image, dataclasses.replace(center, noise=0.0), np.random.default_rng(0))  # same other draws
+    noise = (noisy - clean).transpose(1, 0, 2, 3).reshape(4, -1)
+    empirical = noise @ noise.conj().T / noise.shape[1] / 0.1**2
+    np.testing.assert_allclose(empirical, cov, atol=0.05)
+
+
+def test_realistic_simulation_has_complex_phase_and_center_matrices(tmp_path: Path, sources: Path) -> None:
+    from medlight.data.kspace.simulation import realistic_centers, susceptibility_phase
+
+    centers = [CenterSpec(**{**c.__dict__, "coils": 3}) for c in realistic_centers()[:2]]
+    config = SimulationConfig(str(tmp_path / "real"), [ProtocolSource("t1", str(sources), "*.nii.gz")], centers,
+                              volumes_per_center=1, slices_per_volume=2, fov_margin=0.15)  # fmt: skip
+    out = simulate(config)
+    spec = json.loads((out / "dataset.json").read_text())
+    import h5py
+
+    for case, center in zip(spec["cases"], centers):
+        with h5py.File(out / case["file"]) as f:
+            assert f["kspace"].shape == (2, 3, *center.matrix)  # the center's own non-square matrix
+    phase = susceptibility_phase((32, 27), np.random.default_rng(0))
+    assert phase.shape == (32, 27) and np.abs(phase).max() == pytest.approx(1.0)
+    assert (np.abs(phase) > 0.5).mean() < 0.05  # localised

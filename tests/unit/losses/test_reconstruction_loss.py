@@ -36,3 +36,23 @@ def test_gradient_flows_and_grows_with_error() -> None:
 def test_too_many_scales_is_refused() -> None:
     with pytest.raises(ValueError, match="scales"):
         MSSSIML1Loss(scales=6)
+
+
+def test_ssdu_kspace_loss_sees_only_the_held_out_lines() -> None:
+    from medlight.losses.reconstruction import ssdu_kspace_loss
+
+    measured = torch.randn(1, 2, 8, 6, 2)
+    loss_mask = torch.tensor([0, 1, 0, 0, 1, 0], dtype=torch.bool).view(1, 1, 1, -1, 1)
+    pred = torch.where(loss_mask, measured, torch.randn_like(measured))  # right on the loss lines only
+    assert float(ssdu_kspace_loss(pred, measured, loss_mask)) == pytest.approx(0.0, abs=1e-6)
+    assert float(ssdu_kspace_loss(torch.zeros_like(measured), measured, loss_mask)) == pytest.approx(2.0, abs=1e-5)
+
+
+def test_ssdu_kspace_loss_has_finite_gradients_where_the_prediction_is_exact() -> None:
+    from medlight.losses.reconstruction import ssdu_kspace_loss
+
+    measured = torch.randn(1, 2, 8, 6, 2)
+    loss_mask = torch.tensor([0, 1, 0, 0, 1, 0], dtype=torch.bool).view(1, 1, 1, -1, 1)
+    pred = torch.where(loss_mask, measured + 0.1, measured).requires_grad_()  # exact outside the loss lines
+    ssdu_kspace_loss(pred, measured, loss_mask).backward()
+    assert pred.grad is not None and torch.isfinite(pred.grad).all()

@@ -1,5 +1,6 @@
 """k-space maths: FFT round trips, coil combination, masks, data consistency."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -88,3 +89,40 @@ def test_mask_is_fixed_by_its_seed() -> None:
 def test_mask_rejects_impossible_settings() -> None:
     with pytest.raises(ValueError, match="center_fraction"):
         cartesian_mask(64, 4, 0.5)
+
+
+# -- scanner masks, SSDU split, readout crop ---------------------------------------------------------------
+def test_scanner_mask_counts_centre_lines_in_lines() -> None:
+    from medlight.ops.kspace import center_lines, scanner_mask
+
+    mask = scanner_mask(87, 4, 24, "equispaced")
+    assert center_lines(mask) >= 24 and mask[87 // 2]
+    outside = torch.nonzero(mask).reshape(-1)
+    assert all((i - 87 // 2) % 4 == 0 for i in outside if abs(int(i) - 87 // 2) > 12)  # every 4th line outside
+    random = scanner_mask(87, 4, 24, "random", seed=3)
+    assert center_lines(random) >= 24 and torch.equal(random, scanner_mask(87, 4, 24, "random", seed=3))
+    assert abs(int(random.sum()) - round(87 / 4) - 18) <= 6  # about as many lines as the equispaced mask
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_ssdu_split_is_disjoint_and_covers_every_sampled_line(seed: int) -> None:
+    from medlight.ops.kspace import cartesian_mask, center_lines, ssdu_split
+
+    mask = cartesian_mask(96, 4, 0.08, "random", seed=seed)
+    dc, loss = ssdu_split(mask, 0.4, seed=seed)
+    assert not (dc & loss).any()  # disjoint
+    assert torch.equal(dc | loss, mask)  # together exactly the sampled lines
+    assert center_lines(dc) == center_lines(mask)  # the fully sampled centre stays in the data-consistency set
+    assert abs(int(loss.sum()) - 0.4 * int(mask.sum())) <= 1
+    assert not torch.equal(loss, ssdu_split(mask, 0.4, seed=seed + 1)[1])  # a fresh split per seed
+
+
+def test_crop_readout_keeps_the_central_image() -> None:
+    from medlight.ops.kspace import crop_readout
+
+    image = np.zeros((2, 16, 5), np.complex64)
+    image[:, 4:12] = np.random.default_rng(0).standard_normal((2, 8, 5))
+    kspace = np.fft.fftshift(np.fft.fft(np.fft.ifftshift(image, axes=1), axis=1, norm="ortho"), axes=1)
+    cropped = crop_readout(kspace, 8, axis=1)
+    back = np.fft.fftshift(np.fft.ifft(np.fft.ifftshift(cropped, axes=1), axis=1, norm="ortho"), axes=1)
+    np.testing.assert_allclose(back, image[:, 4:12], atol=1e-5)
