@@ -41,8 +41,9 @@ def variant_styles(variants: list[str]) -> dict[str, dict[str, Any]]:
 
 def save(fig: Figure, out: Path) -> Path:
     """``out`` as PNG (200 dpi) with a PDF and an SVG beside it; returns the PNG."""
+    dates = {"pdf": {"CreationDate": None}, "svg": {"Date": None}}  # no timestamp: a re-render diffs only if it changed
     for fmt in FORMATS:
-        fig.savefig(out.with_suffix(f".{fmt}"), dpi=200, bbox_inches="tight")
+        fig.savefig(out.with_suffix(f".{fmt}"), dpi=200, bbox_inches="tight", metadata=dates.get(fmt))
     plt.close(fig)
     return out.with_suffix(".png")
 

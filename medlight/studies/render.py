@@ -179,7 +179,9 @@ def format_tests(tests: pd.DataFrame, conditions: list[str]) -> pd.DataFrame:
 
 def latex_table(table: pd.DataFrame, note: str = "") -> str:
     """A booktabs LaTeX table of an already formatted table (pandas ``to_latex``, which needs jinja2)."""
-    escaped = table.rename(columns=_latex_text).map(lambda v: _latex_text(v) if isinstance(v, str) else v)
+    escaped = table.rename(columns=_latex_text).apply(
+        lambda col: col.map(lambda v: _latex_text(v) if isinstance(v, str) else v)
+    )
     return f"% {note}\n" * bool(note) + escaped.to_latex(index=False, escape=False)
 
 
