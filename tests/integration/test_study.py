@@ -67,6 +67,12 @@ def test_run_is_resumable_deterministic_and_reported(tiny_study: Path, tmp_path:
     ):
         assert expected in report
     assert (out_a / "report.html").is_file() and (out_a / "overlays.png").stat().st_size > 1000
+    assert {"val/dice", "train/loss"} <= set(pd.read_csv(out_a / "curves.csv")["series"])
+    assert (out_a / "environment.json").is_file() and (out_a / "box_per_case.pdf").is_file()
+    # without the run folders, the report folder alone re-renders the same numbers and the learning curves
+    summary = (out_a / "summary.csv").read_text()
+    assert main(["study", "report", str(tiny_study), "--runs-root", str(tmp_path / "gone"), "--out", str(out_a)]) == 0
+    assert (out_a / "summary.csv").read_text() == summary and "learning_curves.png" in (out_a / "report.md").read_text()
 
 
 def test_slurm_array_and_dry_run(tiny_study: Path, tmp_path: Path, capsys) -> None:
