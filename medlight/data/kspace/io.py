@@ -24,8 +24,8 @@ Every reader returns a :class:`KspaceVolume` with complex64 k-space ``[slices, c
 
 H and W may be any size, odd or non-square; W must be the phase-encoding direction. For fastMRI files whose
 ``reconstruction_rss`` is smaller along the readout than the k-space (readout oversampling, e.g. 640 vs 320),
-the k-space is cropped along the readout in image space to match; a reference that still does not fit is dropped
-(with a warning) and the RSS of the fully sampled k-space is the reference instead.
+the k-space is cropped along the readout in image space to match; a reference that still does not fit is an
+error naming the file (a silently replaced reference would hide a corrupt or mismatched file).
 
 A ``dataset.json`` (``{"cases": [{"file", "center", "protocol"}]}``) in the dataset folder overrides the
 identifiers. Anything wrong with a file raises :class:`medlight.errors.DatasetError` naming the file.
@@ -34,7 +34,6 @@ identifiers. Anything wrong with a file raises :class:`medlight.errors.DatasetEr
 from __future__ import annotations
 
 import json
-import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,7 +44,6 @@ import numpy as np
 from medlight.errors import DatasetError
 from medlight.ops.kspace import crop_readout
 
-log = logging.getLogger(__name__)
 KSPACE_ENDINGS = (".h5", ".hdf5", ".mat", ".npy", ".cfl")
 UNKNOWN = "unknown"
 
@@ -119,11 +117,6 @@ def _read_h5(path: Path) -> KspaceVolume:
         raise DatasetError(f"{path}: cannot be read as HDF5 ({err})") from err
     if target is not None and target.ndim == 3 and kspace.ndim == 4 and target.shape[1] < kspace.shape[2]:
         kspace = crop_readout(kspace, target.shape[1], axis=-2)  # readout oversampling (fastMRI: 640 -> 320)
-    if target is not None and kspace.ndim == 4 and target.shape != (kspace.shape[0], *kspace.shape[2:]):
-        log.warning(
-            "%s: reconstruction_rss %s does not fit k-space %s; using the RSS", path, target.shape, kspace.shape
-        )
-        target = None
     return KspaceVolume(path, kspace, center, protocol, target)
 
 
