@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,13 +57,22 @@ def read_volume(path: Path) -> Volume:
         raise UnreadableFile(f"cannot be read ({type(err).__name__}: {err})") from err
 
 
-def check_dataset(desc: DatasetDescription, progress: bool = True, workers: int | None = None) -> list[Problem]:
-    """Run every check on every case of ``desc`` and return all problems, discovery problems included."""
+CaseVisitor = Callable[[Case, list[Volume], Volume | None], None]
+
+
+def check_dataset(
+    desc: DatasetDescription, progress: bool = True, workers: int | None = None, visit: CaseVisitor | None = None
+) -> list[Problem]:
+    """Run every check on every case of ``desc`` and return all problems, discovery problems included.
+
+    ``visit(case, images, label)``, when given, sees each case's files as they are read (one pass over the
+    data for statistics, e.g. :mod:`medlight.planning.fingerprint`); it runs in worker threads.
+    """
     workers = workers or min(4, os.cpu_count() or 1)
     with ThreadPoolExecutor(workers) as pool:
         results = list(
             tqdm(
-                pool.map(lambda c: _check_case(c, desc), desc.cases),
+                pool.map(lambda c: _check_case(c, desc, visit), desc.cases),
                 total=len(desc.cases),
                 desc="check-data",
                 disable=not progress,
@@ -128,9 +138,11 @@ def _duplicates_of_orphans(desc: DatasetDescription, label_hashes: dict[str, str
     return out
 
 
-def _check_case(case: Case, desc: DatasetDescription) -> tuple[list[Problem], str | None, int]:
+def _check_case(
+    case: Case, desc: DatasetDescription, visit: CaseVisitor | None = None
+) -> tuple[list[Problem], str | None, int]:
     try:
-        return _check_case_files(case, desc)
+        return _check_case_files(case, desc, visit)
     except Exception as err:  # a checker bug must not hide the other cases' problems
         path = case.images[0] if case.images else Path(case.case_id)
         return (
@@ -140,7 +152,9 @@ def _check_case(case: Case, desc: DatasetDescription) -> tuple[list[Problem], st
         )
 
 
-def _check_case_files(case: Case, desc: DatasetDescription) -> tuple[list[Problem], str | None, int]:
+def _check_case_files(
+    case: Case, desc: DatasetDescription, visit: CaseVisitor | None = None
+) -> tuple[list[Problem], str | None, int]:
     problems: list[Problem] = []
 
     def fail(path: Path, check: str, message: str, severity: str = "error") -> None:
@@ -162,6 +176,8 @@ def _check_case_files(case: Case, desc: DatasetDescription) -> tuple[list[Proble
     if label is None or case.label is None:
         return problems, None, channels
     _check_label(case.label, label, images, spatial_shape, desc, fail)
+    if visit is not None and not any(p.severity == "error" for p in problems):
+        visit(case, [vol for _, vol in images], label)
     return problems, hashlib.sha1(label.array.tobytes()).hexdigest(), channels
 
 
