@@ -15,6 +15,13 @@ from medlight.runs.layout import write_text
 FRAGMENTS = ("data.yaml", "model.yaml", "trainer.yaml")
 
 
+class _PlainDumper(yaml.SafeDumper):
+    """Writes repeated values out instead of YAML anchors and aliases (the fragments are read by people)."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
 def write_plan(
     folder: Path,
     data: dict[str, Any],
@@ -29,7 +36,7 @@ def write_plan(
     folder.mkdir(parents=True, exist_ok=True)
     header = f"# written by `medlight plan` for a {budget_minutes:g}-minute {accelerator} budget; see plan.md\n"
     for name, content in zip(FRAGMENTS, (data, model, trainer)):
-        write_text(folder / name, header + yaml.safe_dump(content, sort_keys=False, default_flow_style=None))
+        write_text(folder / name, header + yaml.dump(content, Dumper=_PlainDumper, sort_keys=False, default_flow_style=None))
     write_text(folder / "plan.json", json.dumps({"choices": [vars(c) for c in choices], **facts}, indent=1) + "\n")
     write_text(folder / "plan.md", render(folder, choices, facts, budget_minutes, accelerator))
     return folder
