@@ -16,7 +16,19 @@ from medlight.planning.fingerprint import Fingerprint
 from medlight.planning.rules import Choice, Geometry
 from medlight.planning.write import write_plan
 
-SPLIT = {"num_folds": 5, "fold": 0, "test_fraction": 0.2, "split_seed": 0}
+TEST_FRACTION = 0.2  # held out for the test
+FOLDS = 5  # nnU-Net: 5-fold cross-validation; medlight trains fold 0 and tests on the held-out cases
+
+
+def split_settings(n_cases: int) -> dict[str, Any]:
+    """5 folds (fewer when the data are too few: at least one validation case per fold), 20% held out."""
+    n_test = math.ceil(TEST_FRACTION * n_cases)
+    return {
+        "num_folds": max(2, min(FOLDS, n_cases - n_test)),
+        "fold": 0,
+        "test_fraction": TEST_FRACTION,
+        "split_seed": 0,
+    }
 
 
 def plan_segmentation(fp: Fingerprint, budget_minutes: float, accelerator: str, out: Path) -> list[Path]:
@@ -37,7 +49,8 @@ def plan_geometry(
     anisotropic = fp.spatial_dims == 3 and fp.anisotropy > rules.ANISOTROPY_THRESHOLD
     aug = rules.augmentation(geometry.mode, anisotropic)
     n_cases = len(fp.cases)
-    train_cases = max(1, round(n_cases * (1 - SPLIT["test_fraction"]) * (1 - 1 / SPLIT["num_folds"])))
+    split = split_settings(n_cases)
+    train_cases = max(1, round(n_cases * (1 - TEST_FRACTION) * (1 - 1 / split["num_folds"])))
     voxels = float(np.sum(np.prod(fp.shapes, axis=1)))
     patch, batch, samples, patch_choice = rules.patch_and_batch(
         geometry.median_shape, geometry.net_spacing, accelerator, voxels, train_cases
@@ -66,7 +79,7 @@ def plan_geometry(
     data_args: dict[str, Any] = {
         "dataset": str(fp.root.resolve()),
         "split_file": str(split_file.resolve()),
-        **SPLIT,
+        **split,
         "patch_size": patch,
         "slice_axis": geometry.slice_axis,
         "batch_size": batch,
@@ -97,7 +110,7 @@ def plan_geometry(
     timing = budget.measure(datamodule, DynUNet(**net_args), accelerator)
     splits = datamodule.splits
     assert splits is not None
-    n_train, n_val = len(splits.train_ids(SPLIT["fold"])), len(splits.val_ids(SPLIT["fold"]))
+    n_train, n_val = len(splits.train_ids(0)), len(splits.val_ids(0))
     plan = budget.schedule(budget_minutes * 60, timing, n_train, n_val, len(splits.test))
     choices.append(Choice("max_steps", plan.max_steps, plan.reason))
     mirror = list(range(len(patch))) if accelerator == "gpu" else []

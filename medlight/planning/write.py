@@ -36,7 +36,9 @@ def write_plan(
     folder.mkdir(parents=True, exist_ok=True)
     header = f"# written by `medlight plan` for a {budget_minutes:g}-minute {accelerator} budget; see plan.md\n"
     for name, content in zip(FRAGMENTS, (data, model, trainer)):
-        write_text(folder / name, header + yaml.dump(content, Dumper=_PlainDumper, sort_keys=False, default_flow_style=None))
+        write_text(
+            folder / name, header + yaml.dump(content, Dumper=_PlainDumper, sort_keys=False, default_flow_style=None)
+        )
     write_text(folder / "plan.json", json.dumps({"choices": [vars(c) for c in choices], **facts}, indent=1) + "\n")
     write_text(folder / "plan.md", render(folder, choices, facts, budget_minutes, accelerator))
     return folder
