@@ -59,7 +59,7 @@ def measure(
     start = time.perf_counter()
     cached = data.cached(items, data.eval_transform(), "plan")
     load_s = (time.perf_counter() - start) / max(1, len(items))
-    loader = data.train_loader(cached, data.train_random_transform())  # type: ignore[arg-type]
+    loader = data.train_loader(cached, data.train_random_transform())
     net = net.to(device).train()
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
     optimizer = torch.optim.AdamW(net.parameters(), lr=1e-3)
