@@ -20,6 +20,7 @@ from medlight.metrics.classification import (
     patient_diagnosis,
     patient_metrics,
     patient_probabilities,
+    youden_threshold,
 )
 from medlight.runs.layout import write_table
 from medlight.tasks.base import MedlightTask
@@ -41,6 +42,9 @@ class ABNClassificationTask(MedlightTask):
         positive_class: the class whose sensitivity, specificity and AUC are reported.
         patient_threshold: a patient is diagnosed ``positive_class`` when its mean probability exceeds
             this; None: argmax of the mean softmax.
+        threshold_on_validation: choose that threshold at every validation by Youden's J over the validation
+            patients (stored in the checkpoint, logged as ``val/threshold``, used at test instead of
+            ``patient_threshold``). Needs a validation fold apart from the test set (``cross_validate: false``).
         overlays_per_class: slices per class drawn in the attention overlays at test.
         **kwargs: optimizer, scheduler and loss-guard settings of :class:`MedlightTask`.
     """
@@ -51,6 +55,7 @@ class ABNClassificationTask(MedlightTask):
         schedule: AttentionLossSchedule = AttentionLossSchedule(),
         positive_class: int = 1,
         patient_threshold: float | None = None,
+        threshold_on_validation: bool = False,
         overlays_per_class: int = 3,
         **kwargs: Any,
     ) -> None:
@@ -60,6 +65,9 @@ class ABNClassificationTask(MedlightTask):
         self.schedule = schedule
         self.positive_class = positive_class
         self.patient_threshold = patient_threshold
+        self.threshold_on_validation = threshold_on_validation
+        if threshold_on_validation:  # a buffer only then: checkpoints of other runs keep their keys
+            self.register_buffer("chosen_threshold", torch.tensor(float("nan")))
         self.overlays_per_class = overlays_per_class
         self.alpha: float | None = None
         self.val_store = SlicePredictions()
@@ -128,8 +136,24 @@ class ABNClassificationTask(MedlightTask):
         self.val_store.reset()
         if self.trainer.sanity_checking or len(state["labels"]) == 0:
             return
+        if self.threshold_on_validation:
+            ids, mean_probs = patient_probabilities(state["probs"], state["patients"])
+            truth = torch.stack(
+                [_patient_label(state["labels"][state["patients"] == p], self.positive_class) for p in ids]
+            )
+            chosen = youden_threshold(mean_probs[:, self.positive_class], truth == self.positive_class)
+            if not math.isnan(chosen):
+                self.chosen_threshold.fill_(chosen)
+                self.log("val/threshold", chosen, sync_dist=False)
         summary = self._summarise(state)
         self.log_dict({f"val/{k}": v for k, v in summary.items() if not math.isnan(v)}, sync_dist=False)
+
+    @property
+    def decision_threshold(self) -> float | None:
+        """The patient threshold in use: chosen on validation when asked (and available), else the configured."""
+        if self.threshold_on_validation and not math.isnan(float(self.chosen_threshold)):
+            return float(self.chosen_threshold)
+        return self.patient_threshold
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
         att_logits, per_logits, att_map = self.net(batch[Key.IMAGE])
@@ -151,7 +175,7 @@ class ABNClassificationTask(MedlightTask):
         slices = classification_metrics(probs, labels, self.positive_class)
         ids, mean_probs = patient_probabilities(probs, patients)
         truth = torch.stack([_patient_label(labels[patients == p], self.positive_class) for p in ids])
-        per_patient = patient_metrics(mean_probs, truth, self.positive_class, self.patient_threshold)
+        per_patient = patient_metrics(mean_probs, truth, self.positive_class, self.decision_threshold)
         return {
             **{f"slice_{k}": v for k, v in slices.items()},
             **{f"patient_{k}": v for k, v in per_patient.items()},
@@ -173,11 +197,12 @@ class ABNClassificationTask(MedlightTask):
     def _write_outputs(self, state: dict[str, Tensor], summary: dict[str, float]) -> None:
         datamodule = self.datamodule_
         names, ids = datamodule.spec.class_names, datamodule.case_ids
-        rows = _patient_rows(state, ids, names, self.positive_class, self.patient_threshold)
+        rows = _patient_rows(state, ids, names, self.positive_class, self.decision_threshold)
         write_table(rows, self.layout.per_case("test"))
         write_table(_slice_rows(state, ids), self.layout.table("test_slices.csv"))
         cases = int(torch.unique(state["patients"]).numel())
-        self.set_summary("test", {"cases": cases, "slices": len(state["labels"]), **summary})
+        threshold = {"patient_threshold": self.decision_threshold} if self.threshold_on_validation else {}
+        self.set_summary("test", {"cases": cases, "slices": len(state["labels"]), **summary, **threshold})
         panels = [p for label in sorted(self._panels) for p in self._panels[label]]
         if panels:
             path = save_overlays(panels, self.run_dir / "attention" / "test_overlays.png")
