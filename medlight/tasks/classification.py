@@ -49,6 +49,8 @@ class ABNClassificationTask(MedlightTask):
         **kwargs: optimizer, scheduler and loss-guard settings of :class:`MedlightTask`.
     """
 
+    chosen_threshold: Tensor  # a buffer, with threshold_on_validation only
+
     def __init__(
         self,
         net: nn.Module,
