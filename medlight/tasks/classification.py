@@ -69,7 +69,8 @@ class ABNClassificationTask(MedlightTask):
         self.patient_threshold = patient_threshold
         self.threshold_on_validation = threshold_on_validation
         if threshold_on_validation:  # a buffer only then: checkpoints of other runs keep their keys
-            self.register_buffer("chosen_threshold", torch.tensor(float("nan")))
+            self.register_buffer("chosen_threshold", torch.tensor(-1.0))  # -1: not chosen yet (NaN would fail the
+            # checkpoint's non-finite weight check)
         self.overlays_per_class = overlays_per_class
         self.alpha: float | None = None
         self.val_store = SlicePredictions()
@@ -153,7 +154,7 @@ class ABNClassificationTask(MedlightTask):
     @property
     def decision_threshold(self) -> float | None:
         """The patient threshold in use: chosen on validation when asked (and available), else the configured."""
-        if self.threshold_on_validation and not math.isnan(float(self.chosen_threshold)):
+        if self.threshold_on_validation and float(self.chosen_threshold) >= 0:
             return float(self.chosen_threshold)
         return self.patient_threshold
 

@@ -120,3 +120,34 @@ def test_a_short_planned_fit_keeps_within_its_budget(tmp_path: Path) -> None:
     planned = yaml.safe_load((tmp_path / "p" / "trainer.yaml").read_text())["trainer"]["max_steps"]
     assert planned > 10
     assert elapsed < 1.5 * budget_minutes * 60  # loosely: shared CPUs make step times noisy
+
+
+def class_folders(root: Path, n: int = 12) -> Path:
+    """Two classes of 8-bit images, 3 images per patient, positives a minority with a bright blob."""
+    rng = np.random.default_rng(7)
+    for i in range(n):
+        name = "lesion" if i % 3 == 0 else "normal"
+        pixels = rng.normal(100, 10, (50, 60))
+        if name == "lesion":
+            pixels[20:30, 25:35] += 80
+        (root / name).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(root / name / f"p{i // 3:02d}_{i}.png")
+    return root
+
+
+def test_classification_plan_trains_for_two_steps_with_a_validation_threshold(tmp_path: Path) -> None:
+    out = tmp_path / "plan"
+    assert (
+        main(["plan", str(class_folders(tmp_path / "images", n=24)), "--budget-minutes", "1", "--out", str(out)]) == 0
+    )
+    model = yaml.safe_load((out / "model.yaml").read_text())["model"]["init_args"]
+    assert model["threshold_on_validation"] is True
+    data = yaml.safe_load((out / "data.yaml").read_text())["data"]["init_args"]
+    assert data["image_size"] == [64, 64] and data["cross_validate"] is False
+    run = tmp_path / "run"
+    assert (
+        main(["fit", "--plan", str(out), "--trainer.max_steps", "2", "--trainer.default_root_dir", str(run), *QUIET])
+        == 0
+    )
+    summary = json.loads((run / "metrics" / "test_summary.json").read_text())
+    assert "patient_threshold" in summary and summary["cases"] >= 1
