@@ -65,7 +65,7 @@ def plan_classification(root: Path, budget_minutes: float, accelerator: str, out
     labels = [label for _, label in files]
     counts = {name: labels.count(name) for name in sorted(set(labels))}
     low, high = SIZE_LIMITS[accelerator]
-    median = np.median(np.array(shapes), axis=0)
+    median: np.ndarray = np.median(np.array(shapes), axis=0)
     size = [int(min(high, max(low, 32 * round(s / 32)))) for s in median]
     batch = int(min(64, max(8, STEP_VOXELS[(accelerator, 2)] // math.prod(size))))
     width = WIDTH[accelerator]
@@ -115,7 +115,7 @@ def plan_classification(root: Path, budget_minutes: float, accelerator: str, out
     datamodule = ClassificationDataModule(
         **{k: v for k, v in data_args.items() if k != "augmentation"},
     )
-    net_args = {"in_channels": int(np.median(channels)), "num_classes": len(counts), "width": width}
+    net_args: dict[str, Any] = {"in_channels": int(np.median(channels)), "num_classes": len(counts), "width": width}
     timing = _measure(datamodule, AttentionBranchNetwork(**net_args), accelerator)
     n_val = len(datamodule.stage_items("val"))
     n_test = len(datamodule.stage_items("test"))
