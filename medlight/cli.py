@@ -252,6 +252,37 @@ def ensemble_main(argv: list[str]) -> int:
     return 0
 
 
+# -- plan -----------------------------------------------------------------------------------------------
+def plan_main(argv: list[str]) -> int:
+    """``medlight plan DATASET``: configure training from the data and a time budget (see medlight.planning)."""
+    from medlight.planning import plan
+
+    parser = argparse.ArgumentParser(prog="medlight plan", description=plan_main.__doc__)
+    parser.add_argument("dataset", help="dataset folder (any layout medlight reads)")
+    parser.add_argument("--budget-minutes", type=float, default=10.0, help="wall time of fit, validation and test")
+    parser.add_argument("--accelerator", choices=["cpu", "gpu"], default="cpu")
+    parser.add_argument("--out", type=Path, help="plan folder (default: plans/<dataset name>)")
+    parser.add_argument("--labels", type=json.loads, help="label values and names for folder layouts (JSON)")
+    args = parser.parse_args(argv)
+    labels = {int(k): v for k, v in args.labels.items()} if args.labels else None
+    for folder in plan(args.dataset, args.budget_minutes, args.accelerator, args.out, labels):
+        print(f"wrote {folder}/plan.md; train with: medlight fit --plan {folder}")
+    return 0
+
+
+def expand_plan(argv: list[str]) -> list[str]:
+    """``--plan DIR`` -> ``--config DIR/data.yaml --config DIR/model.yaml --config DIR/trainer.yaml``."""
+    out: list[str] = []
+    args = iter(argv)
+    for arg in args:
+        if arg == "--plan" or arg.startswith("--plan="):
+            folder = Path(arg.split("=", 1)[1] if "=" in arg else next(args, ""))
+            out += [x for name in ("data", "model", "trainer") for x in ("--config", str(folder / f"{name}.yaml"))]
+        else:
+            out.append(arg)
+    return out
+
+
 # -- study ----------------------------------------------------------------------------------------------
 def study_main(argv: list[str]) -> int:
     """``medlight study run|report|list|cv STUDY_FOLDER``: expand a study file into runs, run them, report.
@@ -307,10 +338,11 @@ def study_main(argv: list[str]) -> int:
     return 0
 
 
-USAGE = """usage: medlight {fit,validate,test,predict,check-data,evaluate,ensemble,study} ...
+USAGE = """usage: medlight {fit,validate,test,predict,check-data,plan,evaluate,ensemble,study} ...
 
   fit|validate|test|predict   Lightning CLI (see `medlight fit --help`); stack configs with --config
   check-data PATH             list every problem of a dataset in one pass
+  plan DATASET                configure training from the data and a time budget (fit --plan DIR runs it)
   evaluate PRED_DIR --reference LABEL_DIR   score a folder of predictions like a run's test
   ensemble --runs RUN... --out DIR          test a fold ensemble (mean softmax) on the held-out set
   study run|report|list DIR   run a study (resumable; or as a SLURM job array) and report its results
@@ -327,6 +359,10 @@ def main(argv: list[str] | None = None) -> int:
             return {"evaluate": evaluate_main, "ensemble": ensemble_main}[argv[0]](argv[1:])
         if argv and argv[0] == "study":
             return study_main(argv[1:])
+        if argv and argv[0] == "plan":
+            return plan_main(argv[1:])
+        if any(a == "--plan" or a.startswith("--plan=") for a in argv):
+            argv = expand_plan(argv)
         if not argv or argv[0] in ("-h", "--help") or argv[0] not in LIGHTNING_SUBCOMMANDS:
             print(USAGE, end="")
             return 0 if argv and argv[0] in ("-h", "--help") else 2

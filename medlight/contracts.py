@@ -71,6 +71,14 @@ class SegmentationData(Protocol):
 
 
 @runtime_checkable
+class TunableSegmentationData(SegmentationData, Protocol):
+    """Segmentation data that also yields its validation cases at test, to choose the post-processing on them."""
+
+    def tuning_dataloader(self) -> Any:
+        """The validation cases (one per batch, with labels), available at test too."""
+
+
+@runtime_checkable
 class SemiSupervisedData(SegmentationData, Protocol):
     """Segmentation data with a labeled subset; ``unlabeled`` says whether it also yields the unlabeled stream
     (batches ``{"labeled": ..., "unlabeled": ...}``) or the labeled cases alone."""

@@ -13,6 +13,7 @@ import hashlib
 import io
 import os
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -123,11 +124,15 @@ def _header_issues(array: np.ndarray, spacing: tuple[float, ...]) -> list[tuple[
     return issues
 
 
+CaseVisitor = Callable[[Case, list[Volume], Volume | None], None]
+
+
 def check_dataset(
     desc: DatasetDescription,
     progress: bool = True,
     workers: int | None = None,
     label_map: dict[int, int] | None = None,
+    visit: CaseVisitor | None = None,
 ) -> list[Problem]:
     """Run every check on every case of ``desc`` and return all problems, discovery problems included.
 
@@ -137,13 +142,15 @@ def check_dataset(
         workers: reading threads.
         label_map: label values relabelled before use (``Preprocessing.label_map``, e.g. ``{255: 1}``);
             declared values are checked after it.
+        visit: ``visit(case, images, label)`` sees each error-free case's files as they are read (one pass over
+            the data for statistics, e.g. :mod:`medlight.planning.fingerprint`); it runs in worker threads.
     """
     workers = workers or min(4, os.cpu_count() or 1)
     label_map = {int(k): int(v) for k, v in (label_map or {}).items()}
     with ThreadPoolExecutor(workers) as pool:
         results = list(
             tqdm(
-                pool.map(lambda c: _check_case(c, desc, label_map), desc.cases),
+                pool.map(lambda c: _check_case(c, desc, label_map, visit), desc.cases),
                 total=len(desc.cases),
                 desc="check-data",
                 disable=not progress,
@@ -210,10 +217,10 @@ def _duplicates_of_orphans(desc: DatasetDescription, label_hashes: dict[str, str
 
 
 def _check_case(
-    case: Case, desc: DatasetDescription, label_map: dict[int, int]
+    case: Case, desc: DatasetDescription, label_map: dict[int, int], visit: CaseVisitor | None = None
 ) -> tuple[list[Problem], str | None, int]:
     try:
-        return _check_case_files(case, desc, label_map)
+        return _check_case_files(case, desc, label_map, visit)
     except Exception as err:  # a checker bug must not hide the other cases' problems
         path = case.images[0] if case.images else Path(case.case_id)
         return (
@@ -224,7 +231,7 @@ def _check_case(
 
 
 def _check_case_files(
-    case: Case, desc: DatasetDescription, label_map: dict[int, int]
+    case: Case, desc: DatasetDescription, label_map: dict[int, int], visit: CaseVisitor | None = None
 ) -> tuple[list[Problem], str | None, int]:
     problems: list[Problem] = []
 
@@ -247,6 +254,8 @@ def _check_case_files(
     if label is None or case.label is None:
         return problems, None, channels
     _check_label(case.label, label, images, spatial_shape, desc, label_map, fail)
+    if visit is not None and not any(p.severity == "error" for p in problems):
+        visit(case, [vol for _, vol in images], label)
     return problems, hashlib.sha1(label.array.tobytes()).hexdigest(), channels
 
 

@@ -12,7 +12,7 @@ import math
 import torch
 from torch import Tensor
 from torchmetrics import Metric
-from torchmetrics.functional.classification import binary_auroc
+from torchmetrics.functional.classification import binary_auroc, binary_roc
 
 
 def binary_rates(prediction: Tensor, target: Tensor) -> dict[str, float]:
@@ -34,6 +34,17 @@ def auc(score: Tensor, target: Tensor) -> float:
     if target.numel() == 0 or bool((target == target[0]).all()):
         return math.nan
     return float(binary_auroc(score.float().flatten(), target))
+
+
+def youden_threshold(score: Tensor, target: Tensor) -> float:
+    """The threshold maximising Youden's J (sensitivity + specificity - 1) for 0/1 targets: a score above it
+    is positive. NaN when only one class is present."""
+    target = target.long().flatten()
+    if target.numel() == 0 or bool((target == target[0]).all()):
+        return math.nan
+    fpr, tpr, thresholds = binary_roc(score.float().flatten(), target)
+    best = int(torch.argmax(tpr - fpr))
+    return float(thresholds[best]) - 1e-7  # binary_roc counts score >= threshold as positive; diagnosis uses >
 
 
 def classification_metrics(probs: Tensor, labels: Tensor, positive: int = 1) -> dict[str, float]:

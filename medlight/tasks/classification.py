@@ -21,6 +21,7 @@ from medlight.metrics.classification import (
     patient_diagnosis,
     patient_metrics,
     patient_probabilities,
+    youden_threshold,
 )
 from medlight.runs.dashboard import log_image, shows_images
 from medlight.runs.layout import write_table
@@ -43,9 +44,14 @@ class ABNClassificationTask(MedlightTask):
         positive_class: the class whose sensitivity, specificity and AUC are reported.
         patient_threshold: a patient is diagnosed ``positive_class`` when its mean probability exceeds
             this; None: argmax of the mean softmax.
+        threshold_on_validation: choose that threshold at every validation by Youden's J over the validation
+            patients (stored in the checkpoint, logged as ``val/threshold``, used at test instead of
+            ``patient_threshold``). Needs a validation fold apart from the test set (``cross_validate: false``).
         overlays_per_class: slices per class drawn in the attention overlays at test.
         **kwargs: optimizer, scheduler and loss-guard settings of :class:`MedlightTask`.
     """
+
+    chosen_threshold: Tensor  # a buffer, with threshold_on_validation only
 
     def __init__(
         self,
@@ -53,6 +59,7 @@ class ABNClassificationTask(MedlightTask):
         schedule: AttentionLossSchedule = AttentionLossSchedule(),
         positive_class: int = 1,
         patient_threshold: float | None = None,
+        threshold_on_validation: bool = False,
         overlays_per_class: int = 3,
         **kwargs: Any,
     ) -> None:
@@ -62,6 +69,10 @@ class ABNClassificationTask(MedlightTask):
         self.schedule = schedule
         self.positive_class = positive_class
         self.patient_threshold = patient_threshold
+        self.threshold_on_validation = threshold_on_validation
+        if threshold_on_validation:  # a buffer only then: checkpoints of other runs keep their keys
+            self.register_buffer("chosen_threshold", torch.tensor(-1.0))  # -1: not chosen yet (NaN would fail the
+            # checkpoint's non-finite weight check)
         self.overlays_per_class = overlays_per_class
         self.alpha: float | None = None
         self.val_store = SlicePredictions()
@@ -141,8 +152,24 @@ class ABNClassificationTask(MedlightTask):
         self.log_overlays("val/attention_overlays", attention_rgb)
         if self.trainer.sanity_checking or len(state["labels"]) == 0:
             return
+        if self.threshold_on_validation:
+            ids, mean_probs = patient_probabilities(state["probs"], state["patients"])
+            truth = torch.stack(
+                [_patient_label(state["labels"][state["patients"] == p], self.positive_class) for p in ids]
+            )
+            chosen = youden_threshold(mean_probs[:, self.positive_class], truth == self.positive_class)
+            if not math.isnan(chosen):
+                self.chosen_threshold.fill_(chosen)
+                self.log("val/threshold", chosen, sync_dist=False)
         summary = self._summarise(state)
         self.log_dict({f"val/{k}": v for k, v in summary.items() if not math.isnan(v)}, sync_dist=False)
+
+    @property
+    def decision_threshold(self) -> float | None:
+        """The patient threshold in use: chosen on validation when asked (and available), else the configured."""
+        if self.threshold_on_validation and float(self.chosen_threshold) >= 0:
+            return float(self.chosen_threshold)
+        return self.patient_threshold
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
         att_logits, per_logits, att_map = self.net(batch[Key.IMAGE])
@@ -164,7 +191,7 @@ class ABNClassificationTask(MedlightTask):
         slices = classification_metrics(probs, labels, self.positive_class)
         ids, mean_probs = patient_probabilities(probs, patients)
         truth = torch.stack([_patient_label(labels[patients == p], self.positive_class) for p in ids])
-        per_patient = patient_metrics(mean_probs, truth, self.positive_class, self.patient_threshold)
+        per_patient = patient_metrics(mean_probs, truth, self.positive_class, self.decision_threshold)
         return {
             **{f"slice_{k}": v for k, v in slices.items()},
             **{f"patient_{k}": v for k, v in per_patient.items()},
@@ -181,12 +208,13 @@ class ABNClassificationTask(MedlightTask):
     def _write_outputs(self, state: dict[str, Tensor], summary: dict[str, float]) -> None:
         datamodule = self.datamodule_
         names, ids = datamodule.spec.class_names, datamodule.case_ids
-        rows = _patient_rows(state, ids, names, self.positive_class, self.patient_threshold)
+        rows = _patient_rows(state, ids, names, self.positive_class, self.decision_threshold)
         write_table(rows, self.layout.per_case("test"))
         self.log_per_case("test", rows)
         write_table(_slice_rows(state, ids), self.layout.table("test_slices.csv"))
         cases = int(torch.unique(state["patients"]).numel())
-        self.set_summary("test", {"cases": cases, "slices": len(state["labels"]), **summary})
+        threshold = {"patient_threshold": self.decision_threshold} if self.threshold_on_validation else {}
+        self.set_summary("test", {"cases": cases, "slices": len(state["labels"]), **summary, **threshold})
         panels = [p for label in sorted(self._panels) for p in self._panels[label]]
         if panels:
             path = save_overlays(panels, self.run_dir / "attention" / "test_overlays.png")

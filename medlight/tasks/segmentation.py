@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 import torch
+import yaml
 from lightning.pytorch.utilities import rank_zero_only
 from monai.data import MetaTensor
 from monai.losses import DiceCELoss
+from monai.metrics import compute_dice
+from monai.networks.utils import one_hot
 from monai.transforms import SaveImage
 from torch import Tensor, nn
 
-from medlight.contracts import SegmentationData, SegmentationSpec, SemiSupervisedData, require
+from medlight.contracts import (
+    SegmentationData,
+    SegmentationSpec,
+    SemiSupervisedData,
+    TunableSegmentationData,
+    require,
+)
 from medlight.errors import ConfigError
 from medlight.keys import Key
 from medlight.metrics.segmentation import (
@@ -25,7 +35,7 @@ from medlight.metrics.segmentation import (
     summarise,
 )
 from medlight.ops.inference import Inference, Postprocessing, build_inferer, predict_probabilities, to_labels
-from medlight.runs.layout import write_table
+from medlight.runs.layout import write_table, write_text
 from medlight.tasks.base import MedlightTask
 from medlight.tasks.overlays import pick_slice, segmentation_rgb
 
@@ -42,6 +52,9 @@ class SegmentationTask(MedlightTask):
         loss: a loss taking (logits, label map); default MONAI DiceCELoss.
         inference: sliding-window settings for validation, test and predict.
         postprocessing: label-map clean-up applied at test and predict.
+        postprocessing_candidates: other clean-ups to try: at the start of the test, each (and ``postprocessing``)
+            is scored on the validation cases by mean Dice and the best is used for the test, reported in the
+            test summary and written as a config fragment ``postprocessing.yaml`` in the run folder.
         save_predictions: write NIfTI (or PNG) predictions at test and predict.
         nsd_tolerance: tolerance (mm) of the normalised surface Dice, one value or one per foreground class.
         **kwargs: optimizer, scheduler and loss-guard settings of :class:`MedlightTask`.
@@ -55,13 +68,18 @@ class SegmentationTask(MedlightTask):
         loss: nn.Module | None = None,
         inference: Inference = Inference(),
         postprocessing: Postprocessing = Postprocessing(),
+        postprocessing_candidates: list[Postprocessing] | None = None,
         save_predictions: bool = True,
         nsd_tolerance: float | list[float] = NSD_TOLERANCE_MM,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         # only plain values: checkpoints must load with torch's weights_only=True; config.yaml has the rest
-        self.save_hyperparameters(ignore=["net", "loss", "optimizer", "scheduler", "inference", "postprocessing"])
+        self.save_hyperparameters(
+            ignore=["net", "loss", "optimizer", "scheduler", "inference", "postprocessing", "postprocessing_candidates"]
+        )
+        self.postprocessing_candidates = list(postprocessing_candidates or [])
+        self._postprocessing_choice: dict[str, Any] = {}
         self.net = net
         self.loss = loss if loss is not None else DiceCELoss(to_onehot_y=True, softmax=True)
         self.inference = inference
@@ -181,6 +199,32 @@ class SegmentationTask(MedlightTask):
         labels = to_labels(torch.as_tensor(source), self.postprocessing)
         return labels, MetaTensor(labels.to(torch.uint8), meta=source.meta)
 
+    def on_test_start(self) -> None:
+        """Choose the post-processing on the validation cases when candidates are given (nnU-Net's rule)."""
+        if not self.postprocessing_candidates:
+            return
+        datamodule = require(getattr(self.trainer, "datamodule", None), TunableSegmentationData, type(self).__name__)
+        options = [self.postprocessing, *self.postprocessing_candidates]
+        totals = torch.zeros(len(options) + 1, device=self.device)  # Dice sums per option, then the case count
+        with torch.no_grad():
+            for batch in datamodule.tuning_dataloader():
+                totals[-1] += 1
+                probs = self.predict_volume(batch[Key.IMAGE].to(self.device))[0].cpu()
+                target = one_hot(batch[Key.LABEL][:1].cpu().long().as_subclass(Tensor), self.num_classes)
+                for i, option in enumerate(options):
+                    pred = one_hot(to_labels(probs, option)[None].long(), self.num_classes)
+                    totals[i] += compute_dice(pred, target, include_background=False, ignore_empty=False).mean()
+        totals = self.trainer.strategy.reduce(totals, reduce_op="sum").cpu()
+        scores = [round(float(t) / max(1.0, float(totals[-1])), 5) for t in totals[:-1]]
+        best = int(torch.argmax(totals[:-1]))  # ties: the first, i.e. the configured post-processing
+        self.postprocessing = options[best]
+        self._postprocessing_choice = {"postprocessing": asdict(options[best]), "postprocessing_scores": scores}
+        if self.trainer.is_global_zero:
+            fragment = {"model": {"init_args": {"postprocessing": asdict(options[best])}}}
+            write_text(
+                self.run_dir / "postprocessing.yaml", "# chosen on the validation cases\n" + yaml.safe_dump(fragment)
+            )
+
     def test_step(self, batch: dict, batch_idx: int) -> None:
         probs = self.predict_volume(batch[Key.IMAGE])
         labels, prediction = self._to_source(batch, probs, "test")
@@ -201,7 +245,7 @@ class SegmentationTask(MedlightTask):
         self.log_dict({f"test/{k}": v for k, v in summary.items() if not k.endswith("_std")}, sync_dist=False)
         self._write_rows("test", index, values, summary)
         self._write_counts("test", *self.test_counts.gather())
-        self.set_summary("test", {"cases": len(index), **summary})
+        self.set_summary("test", {"cases": len(index), **summary, **self._postprocessing_choice})
 
     def predict_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
         probs = self.predict_volume(batch[Key.IMAGE])

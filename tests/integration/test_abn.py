@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 import yaml
 
 from tests.conftest import SHARED_DATA
@@ -82,3 +83,26 @@ def test_brats_hemisphere_config_runs(tmp_path: Path) -> None:
     assert run_cli([*args, "--trainer.default_root_dir", str(tmp_path / "run")]) == 0
     summary = json.loads((tmp_path / "run" / "metrics" / "test_summary.json").read_text())
     assert summary["slices"] == 64 and summary["cases"] >= 1
+
+
+def test_threshold_chosen_on_validation_is_stored_and_used_at_test(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    args = ["fit", "--config", str(CPU), "--config", str(MODEL), "--config", str(tiny_data_config(tmp_path))]
+    args += [
+        "--trainer.max_epochs",
+        "2",
+        "--trainer.limit_train_batches",
+        "1",
+        "--trainer.check_val_every_n_epoch",
+        "1",
+    ]
+    args += ["--model.init_args.threshold_on_validation", "true"]
+    assert run_cli([*args, *QUICK, "--trainer.default_root_dir", str(run)]) == 0
+    log = pd.read_csv(run / "metrics.csv")
+    chosen = log.dropna(subset=["val/threshold"])["val/threshold"]
+    summary = json.loads((run / "metrics" / "test_summary.json").read_text())
+    if len(chosen):  # a validation fold with both classes
+        assert summary["patient_threshold"] == pytest.approx(float(chosen.iloc[-1]), abs=1e-5)
+        assert "chosen_threshold" in torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    else:
+        assert summary["patient_threshold"] is None

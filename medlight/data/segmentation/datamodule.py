@@ -292,6 +292,11 @@ class SegmentationDataModule(MedlightDataModule):
     def test_dataloader(self) -> DataLoader:
         return self.eval_loader(self._datasets["test"])  # type: ignore[arg-type]
 
+    def tuning_dataloader(self) -> DataLoader:
+        """The validation cases, at test too (to choose the post-processing on them)."""
+        self.setup("validate")
+        return self.val_dataloader()
+
     def predict_dataloader(self) -> DataLoader:
         return self.eval_loader(self._datasets["predict"])  # type: ignore[arg-type]
 

@@ -51,18 +51,21 @@ class Preprocessing:
         orientation: axis codes to reorient 3D volumes to (None keeps the file's orientation).
         spacing: target voxel size in mm; None keeps the native spacing.
         intensity: ``zscore`` per volume and channel (MRI), ``ct_window`` (clip to ``ct_window`` and scale
-            to [0, 1]; CT), or ``none``.
+            to [0, 1]; CT), ``ct_dataset`` (nnU-Net's CT scheme: clip to ``ct_window``, then z-score with the
+            dataset's foreground ``dataset_stats``, the same mapping for every case), or ``none``.
         clip_percentiles: with ``zscore``, clip each volume to these percentiles first (robust to outliers).
-        ct_window: Hounsfield range used by ``ct_window``.
+        ct_window: Hounsfield range used by ``ct_window`` and ``ct_dataset``.
+        dataset_stats: (mean, std) of the dataset's foreground intensities, used by ``ct_dataset``.
         crop_foreground: crop each volume to the bounding box of its nonzero image voxels.
         label_map: relabel values before anything else, e.g. ``{255: 1}`` for 0/255 PNG masks.
     """
 
     orientation: str | None = "RAS"
     spacing: tuple[float, ...] | None = None
-    intensity: Literal["zscore", "ct_window", "none"] = "zscore"
+    intensity: Literal["zscore", "ct_window", "ct_dataset", "none"] = "zscore"
     clip_percentiles: tuple[float, float] | None = (0.5, 99.5)
     ct_window: tuple[float, float] = (-1000.0, 400.0)
+    dataset_stats: tuple[float, float] = (0.0, 1.0)
     crop_foreground: bool = False
     label_map: dict[int, int] | None = None
 
@@ -150,6 +153,14 @@ def _intensity(prep: Preprocessing) -> list[MapTransform]:
     if prep.intensity == "ct_window":
         low, high = prep.ct_window
         return [ScaleIntensityRanged(Key.IMAGE, a_min=low, a_max=high, b_min=0.0, b_max=1.0, clip=True)]
+    if prep.intensity == "ct_dataset":  # clip, then (x - mean) / std: a linear map of the clipped range
+        low, high = prep.ct_window
+        mean, std = prep.dataset_stats[0], max(prep.dataset_stats[1], 1e-6)
+        return [
+            ScaleIntensityRanged(
+                Key.IMAGE, a_min=low, a_max=high, b_min=(low - mean) / std, b_max=(high - mean) / std, clip=True
+            )
+        ]
     return []
 
 

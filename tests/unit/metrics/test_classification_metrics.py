@@ -66,3 +66,15 @@ def test_slice_store_orders_by_patient_and_slice() -> None:
     out = store.compute()
     assert list(zip(out["patients"].tolist(), out["slices"].tolist())) == [(0, 3), (0, 9), (1, 2), (1, 5)]
     torch.testing.assert_close(out["probs"], torch.tensor([[0.8, 0.2], [0.1, 0.9], [0.3, 0.7], [0.6, 0.4]]))
+
+
+def test_youden_threshold_separates_shifted_scores_and_is_nan_with_one_class() -> None:
+    from medlight.metrics.classification import patient_diagnosis, youden_threshold
+
+    score = torch.tensor([0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4])  # all below 0.5: argmax says "negative"
+    target = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])
+    t = youden_threshold(score, target)
+    assert 0.2 <= t < 0.25
+    probs = torch.stack([1 - score, score], 1)
+    assert patient_diagnosis(probs, 1, t).tolist() == target.tolist()
+    assert math.isnan(youden_threshold(score, torch.ones(8, dtype=torch.long)))

@@ -1,0 +1,184 @@
+"""Planned medlight against a plain MONAI script, at the same wall-clock budget, on each data set at hand.
+
+    python experiments/plan_benchmark/run.py --sets hippocampus_3d --budget-minutes 3 --out results.md
+
+For every set: ``medlight plan`` (its own time is reported, not counted in the budget), ``medlight fit --plan``
+(fit, validation, test and the post-processing choice within the budget), then ``monai_baseline.py`` on the same
+split at the same budget; both test Dice side by side, with budget, machine and versions. Derived data sets
+(2D slices, the BraTS view) are built under /tmp; ../shared/data is only read, never copied into the repository.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from importlib.metadata import version
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+SHARED = REPO.parent / "shared" / "data"
+WORK = Path("/tmp/plan_benchmark_data")
+
+
+def hippocampus_3d() -> Path:
+    return REPO / "data" / "hippocampus"
+
+
+def hippocampus_2d() -> Path:
+    """Every axial slice with foreground of the hippocampus volumes, as 8-bit PNG images and label masks."""
+    root = WORK / "hippocampus_2d"
+    if not (root / "masks").is_dir():
+        spec = json.loads((hippocampus_3d() / "dataset.json").read_text())
+        for sub in ("images", "masks"):
+            (root / sub).mkdir(parents=True, exist_ok=True)
+        for entry in spec["training"]:
+            image = np.asarray(nib.load(str(hippocampus_3d() / entry["image"])).dataobj, dtype=np.float32)
+            label = np.asarray(nib.load(str(hippocampus_3d() / entry["label"])).dataobj, dtype=np.uint8)
+            lo, hi = np.percentile(image, [0.5, 99.5])
+            pixels = (np.clip((image - lo) / max(hi - lo, 1e-6), 0, 1) * 255).astype(np.uint8)
+            case = Path(entry["image"]).name.split(".")[0]
+            for k in range(label.shape[2]):
+                if label[..., k].any():
+                    Image.fromarray(pixels[..., k]).save(root / "images" / f"{case}s{k:02d}.png")
+                    Image.fromarray(label[..., k]).save(root / "masks" / f"{case}s{k:02d}.png")
+    return root
+
+
+def brats() -> Path:
+    """An MSD view (links, not copies) of the BraTS 2015 subset: FLAIR and T1c as channels _0000/_0001."""
+    root = WORK / "brats"
+    if not (root / "dataset.json").is_file():
+        (root / "imagesTr").mkdir(parents=True, exist_ok=True)
+        (root / "labelsTr").mkdir(parents=True, exist_ok=True)
+        training = []
+        for folder in sorted((SHARED / "brats2015_subset").glob("*/brats_*")):
+            for c, name in enumerate(("Flair_subtrMeanDivStd.nii.gz", "T1c_subtrMeanDivStd.nii.gz")):
+                (root / "imagesTr" / f"{folder.name}_{c:04d}.nii.gz").symlink_to(folder / name)
+            (root / "labelsTr" / f"{folder.name}.nii.gz").symlink_to(folder / "OTMultiClass.nii.gz")
+            training.append({"image": f"./imagesTr/{folder.name}.nii.gz", "label": f"./labelsTr/{folder.name}.nii.gz"})
+        labels = {"0": "background", "1": "necrosis", "2": "edema", "3": "non_enhancing", "4": "enhancing"}
+        spec = {"modality": {"0": "FLAIR", "1": "T1c"}, "labels": labels, "training": training}
+        (root / "dataset.json").write_text(json.dumps(spec, indent=1))
+    return root
+
+
+SETS = {"hippocampus_3d": hippocampus_3d, "hippocampus_2d": hippocampus_2d, "brats": brats}
+
+
+def run(command: list[str], log: Path) -> float:
+    start = time.perf_counter()
+    with log.open("w") as f:
+        subprocess.run(command, check=True, stdout=f, stderr=subprocess.STDOUT, cwd=REPO)
+    return time.perf_counter() - start
+
+
+def bench(name: str, budget: float, out: Path) -> dict:
+    dataset = SETS[name]()
+    folder = out / name
+    folder.mkdir(parents=True, exist_ok=True)
+    py = [sys.executable]
+    plan_s = run(
+        [*py, "-m", "medlight", "plan", str(dataset), "--budget-minutes", str(budget), "--out", str(folder / "plan")],
+        folder / "plan.log",
+    )
+    fit_s = run(
+        [
+            *py,
+            "-m",
+            "medlight",
+            "fit",
+            "--plan",
+            str(folder / "plan"),
+            "--trainer.default_root_dir",
+            str(folder / "medlight"),
+            "--tracking.wandb",
+            "disabled",
+            "--trainer.enable_progress_bar",
+            "false",
+        ],
+        folder / "fit.log",
+    )
+    summary = json.loads((folder / "medlight" / "metrics" / "test_summary.json").read_text())
+    steps = json.loads((folder / "plan" / "plan.json").read_text())
+    max_steps = next(c["value"] for c in steps["choices"] if c["name"] == "max_steps")
+    base_s = run(
+        [
+            *py,
+            str(HERE / "monai_baseline.py"),
+            str(folder / "plan"),
+            "--budget-minutes",
+            str(budget),
+            "--out",
+            str(folder / "baseline.json"),
+        ],
+        folder / "baseline.log",
+    )
+    baseline = json.loads((folder / "baseline.json").read_text())
+    return {
+        "set": name,
+        "planned_dice": summary["dice"],
+        "planned_wall_s": round(fit_s, 1),
+        "planned_steps": max_steps,
+        "plan_s": round(plan_s, 1),
+        "postprocessing": summary.get("postprocessing"),
+        "baseline_dice": baseline["dice"],
+        "baseline_wall_s": round(base_s, 1),
+        "baseline_steps": baseline["steps"],
+        "test_cases": summary["cases"],
+    }
+
+
+def machine() -> str:
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO)
+    versions = ", ".join(f"{p} {version(p)}" for p in ("torch", "monai", "lightning"))
+    return f"{model}, {os.cpu_count()} CPU(s) (shared); {versions}; medlight {commit.stdout.strip()}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sets", nargs="+", default=list(SETS), choices=list(SETS))
+    parser.add_argument("--budget-minutes", type=float, default=10.0)
+    parser.add_argument("--out", type=Path, default=REPO / "runs" / "plan_benchmark")
+    parser.add_argument("--report", type=Path, help="also write the Markdown table here")
+    args = parser.parse_args()
+    rows = [bench(name, args.budget_minutes, args.out) for name in args.sets]
+    lines = [
+        f"Budget: {args.budget_minutes:g} minutes of wall time each (fit + validation + test), CPU.",
+        f"Machine: {machine()}.",
+        "",
+        "| data set | test cases | planned medlight Dice | steps | wall s | plain MONAI Dice | steps | wall s |"
+        " plan s | post-processing chosen |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+        *[
+            f"| {r['set']} | {r['test_cases']} | {r['planned_dice']:.3f} | {r['planned_steps']} | {r['planned_wall_s']}"
+            f" | {r['baseline_dice']:.3f} | {r['baseline_steps']} | {r['baseline_wall_s']} | {r['plan_s']}"
+            f" | {r['postprocessing']} |"
+            for r in rows
+        ],
+    ]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.report:
+        args.report.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
