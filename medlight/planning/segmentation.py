@@ -89,8 +89,9 @@ def plan_geometry(
         "augmentation": aug.value,
         "num_workers": 0 if accelerator == "cpu" else min(8, max(1, (os.cpu_count() or 2) // 2)),
     }
-    if not fp.labels_declared:
-        data_args["labels"] = {int(k): v for k, v in fp.labels.items()}
+    if not fp.labels_declared:  # labels are declared as the values after label_map (what the check sees)
+        mapping = label_map or {}
+        data_args["labels"] = {mapping.get(int(k), int(k)): v for k, v in fp.labels.items()}
     net_args = {
         "spatial_dims": len(patch),
         "in_channels": fp.in_channels,
