@@ -32,6 +32,9 @@ class MedlightTask(LightningModule):
     """
 
     checkpoint_monitor: tuple[str, str] | None = None  # (metric, min/max) that selects best.ckpt; None: final weights
+    # True where a training step may leave trainable parameters without gradient (e.g. adapters of centers absent
+    # from a batch): ``--trainer.strategy ddp`` then becomes ``ddp_find_unused_parameters_true`` (see the CLI)
+    ddp_find_unused_parameters: bool = False
 
     def __init__(
         self,
