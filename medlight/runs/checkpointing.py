@@ -61,9 +61,13 @@ def run_checkpoints(monitor: tuple[str, str] | None, every_n_steps: int) -> list
             )
         )
     # Lightning allows one trigger per callback: one for epochs (also without validation), one for steps
-    out.append(ModelCheckpoint(save_last=True, save_top_k=0, save_on_train_epoch_end=True, enable_version_counter=False))
+    out.append(
+        ModelCheckpoint(save_last=True, save_top_k=0, save_on_train_epoch_end=True, enable_version_counter=False)
+    )
     if every_n_steps > 0:
         out.append(
-            ModelCheckpoint(save_last=True, save_top_k=0, every_n_train_steps=every_n_steps, enable_version_counter=False)
+            ModelCheckpoint(
+                save_last=True, save_top_k=0, every_n_train_steps=every_n_steps, enable_version_counter=False
+            )
         )
     return out

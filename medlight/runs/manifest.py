@@ -8,7 +8,7 @@ import platform
 import socket
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -90,7 +90,7 @@ class RunManifest(Callback):
         data = datamodule.run_facts() if isinstance(datamodule, RunFacts) else {}
         manifest = {
             "stages": [stage],
-            "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "time": datetime.now(UTC).isoformat(timespec="seconds"),
             "command": sys.argv,
             "git": git_state(),
             "packages": package_versions(),
