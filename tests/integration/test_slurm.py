@@ -69,7 +69,7 @@ def test_study_array_runs_the_dependent_variant_after_the_one_it_needs(tmp_path:
     print("\n".join(lines))
     jobs = [line.split("job ")[-1] for line in lines]
     assert len(jobs) == 2 and lines[0].startswith("wave 0 (first)") and lines[1].startswith("wave 1 (second)")
-    assert "(Dependency)" in sh("squeue", "-h", "-j", jobs[1], "-o", "%R")  # the second array waits
+    assert f"Dependency=afterok:{jobs[0]}" in sh("scontrol", "show", "job", jobs[1])  # the second array waits
     for job in jobs:
         wait_gone(job, 300)
     first, second = (runs / "ordered" / "smoke" / name / "single" for name in ("first", "second"))
