@@ -30,7 +30,7 @@ class ProgressLog(Callback):
 
     @rank_zero_only
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args: Any) -> None:
-        every = self.every_n_steps or trainer.log_every_n_steps
+        every = self.every_n_steps or int(getattr(trainer, "log_every_n_steps", 50))
         step = trainer.global_step
         if every <= 0 or step % every or step == self._last[0]:
             return

@@ -83,7 +83,9 @@ class MedlightTask(LightningModule):
         drops every gradient, and optimizers leave parameters without gradient untouched. With
         ``nonfinite_check_every`` > 1 (the GPU default) the check is read only every N steps: see the class doc.
         """
-        every = self.nonfinite_check_every or (1 if loss.device.type == "cpu" else self.trainer.log_every_n_steps)
+        every = self.nonfinite_check_every
+        if every is None:  # read when the loggers read the loss anyway (log_every_n_steps); on CPU reading is free
+            every = 1 if loss.device.type == "cpu" else int(getattr(self.trainer, "log_every_n_steps", 50))
         return self._guard_lazily(loss, every) if every > 1 else self._guard_now(loss)
 
     def _guard_now(self, loss: Tensor) -> Tensor:
