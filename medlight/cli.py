@@ -36,6 +36,7 @@ from medlight.runs.checkpointing import AtomicCheckpointIO, run_checkpoints
 from medlight.runs.dashboard import Dashboard, close_dashboards, dashboard_config, identify
 from medlight.runs.layout import RunLayout, run_identity
 from medlight.runs.manifest import RunManifest
+from medlight.runs.progress import ProgressLog
 from medlight.runs.tracking import Tracking, build_loggers, drop_replayed_rows
 
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
@@ -99,6 +100,12 @@ class MedlightCLI(LightningCLI):
         suffix = "" if self.subcommand == "fit" else f"_{self.subcommand}"
         self.save_config_kwargs = {**self.save_config_kwargs, "config_filename": f"config{suffix}.yaml"}
         callbacks.append(RunManifest(resolved, f"manifest{suffix}.json"))
+        if config.get("enable_progress_bar") is False:  # e.g. a SLURM log: one line every log_every_n_steps
+            callbacks.append(ProgressLog())
+        if config.get("strategy") == "ddp" and getattr(self.model, "ddp_find_unused_parameters", False):
+            # e.g. adapters a batch does not route through: plain DDP would wait for their gradients forever
+            rank_zero_info("DDP: this task leaves some parameters without gradient in a step; finding them each step")
+            config["strategy"] = "ddp_find_unused_parameters_true"
         plugins = config.get("plugins") or []
         plugins = plugins if isinstance(plugins, list) else [plugins]
         if not any(hasattr(p, "save_checkpoint") for p in plugins):
@@ -301,6 +308,13 @@ def study_main(argv: list[str]) -> int:
     parser.add_argument("--index", type=int, help="run only the run with this index (SLURM array task)")
     parser.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="run: also pass --KEY VALUE to every fit, e.g. --set data.init_args.num_workers=7",
+    )
+    parser.add_argument(
         "--slurm",
         nargs="*",
         metavar="KEY=VALUE",
@@ -326,9 +340,11 @@ def study_main(argv: list[str]) -> int:
     if args.action == "run":
         if args.slurm is not None:
             script = write_slurm_array(study, budget, args.runs_root, [f"--{o.lstrip('-')}" for o in args.slurm])
-            print(f"wrote {script}; submit it with: sbatch {script}")
+            how = f"bash {script}" if script.suffix == ".sh" else f"sbatch {script}"
+            print(f"wrote {script}; submit with: {how}")
             return 0
-        return 1 if run_study(study, budget, args.runs_root, args.only, args.index, args.dry_run) else 0
+        failed = run_study(study, budget, args.runs_root, args.only, args.index, args.dry_run, args.set)
+        return 1 if failed else 0
     if args.action == "cv":
         from medlight.studies.cv import write_out_of_fold
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -121,8 +123,23 @@ def shared_hippocampus() -> Path:
     return path
 
 
+def slurm_cluster_answers() -> bool:
+    """``sbatch`` is there and a controller answers ``sinfo`` with a usable node (scripts/slurm/local-cluster.sh)."""
+    if shutil.which("sbatch") is None or shutil.which("sinfo") is None:
+        return False
+    try:
+        states = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=20).stdout.split()
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return any(s.rstrip("*") in ("idle", "mixed", "allocated", "completing") for s in states)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     skip_gpu = pytest.mark.skip(reason="needs a CUDA device")
     for item in items:
         if "gpu" in item.keywords and not torch.cuda.is_available():
             item.add_marker(skip_gpu)
+    slurm = [item for item in items if "slurm" in item.keywords]
+    if slurm and not slurm_cluster_answers():
+        for item in slurm:
+            item.add_marker(pytest.mark.skip(reason="no SLURM cluster answers (sudo scripts/slurm/local-cluster.sh)"))

@@ -24,7 +24,11 @@ PACKAGES = ("medlight", "torch", "lightning", "monai", "torchmetrics", "numpy", 
 
 
 def git_state(path: Path | None = None) -> dict[str, Any]:
-    """Commit and dirty flag of the git work tree containing ``path`` (the medlight source by default)."""
+    """Commit and dirty flag of the git work tree containing ``path`` (the medlight source by default).
+
+    Outside a work tree (an installed package, a container image) the commit is ``MEDLIGHT_GIT_COMMIT``, which
+    the image bakes in at build (``--build-arg GIT_COMMIT=...``); ``dirty`` is then unknown (None).
+    """
     cwd = path or Path(__file__).resolve().parent
 
     def git(*args: str) -> str:
@@ -35,7 +39,8 @@ def git_state(path: Path | None = None) -> dict[str, Any]:
     try:
         return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
     except (OSError, subprocess.SubprocessError):
-        return {"commit": None, "dirty": None}
+        baked = os.environ.get("MEDLIGHT_GIT_COMMIT") or None
+        return {"commit": None if baked == "unknown" else baked, "dirty": None}
 
 
 def package_versions() -> dict[str, str | None]:

@@ -14,7 +14,8 @@ Stack ``configs/callbacks/timing.yaml`` to add it. At the end of ``test`` the nu
   geometry, metrics and writing the prediction).
 
 Times are wall-clock seconds of this process (rank 0 under DDP); training times survive a resume through
-the checkpoint.
+the checkpoint. On CUDA every reading first waits for the device (``torch.cuda.synchronize``): kernels run
+asynchronously, and without it a forward pass would seem to take only the time of queueing its kernels.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_only
 from torch import nn
@@ -45,22 +47,32 @@ class RunTiming(Callback):
         self._case_start = 0.0
         self.cases: list[dict[str, float]] = []  # {"forward", "step"} per test batch (one case each)
         self._hooks: list[RemovableHandle] = []
+        self._device: torch.device | None = None  # a CUDA device to wait for before each reading
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        device = trainer.strategy.root_device  # where the model runs (it may not be moved there yet)
+        self._device = device if device.type == "cuda" else None
+
+    def _now(self) -> float:
+        if self._device is not None:
+            torch.cuda.synchronize(self._device)
+        return time.perf_counter()
 
     # -- training --------------------------------------------------------------------------------------
     def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._epoch_start, self._val_seconds, self._batches = time.perf_counter(), 0.0, 0
+        self._epoch_start, self._val_seconds, self._batches = self._now(), 0.0, 0
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args: Any) -> None:
         self._batches += 1
 
     def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._val_start = time.perf_counter()
+        self._val_start = self._now()
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._val_seconds += time.perf_counter() - self._val_start
+        self._val_seconds += self._now() - self._val_start
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        seconds = time.perf_counter() - self._epoch_start - self._val_seconds
+        seconds = self._now() - self._epoch_start - self._val_seconds
         if self._batches:
             self.epochs.append({"seconds": seconds, "batches": float(self._batches)})
 
@@ -78,17 +90,17 @@ class RunTiming(Callback):
         self._hooks = [net.register_forward_pre_hook(self._pre), net.register_forward_hook(self._post)]
 
     def _pre(self, *args: Any) -> None:
-        self._forward_start.append(time.perf_counter())
+        self._forward_start.append(self._now())
 
     def _post(self, *args: Any) -> None:
         if self._forward_start:
-            self._forward_seconds += time.perf_counter() - self._forward_start.pop()
+            self._forward_seconds += self._now() - self._forward_start.pop()
 
     def on_test_batch_start(self, trainer: Trainer, pl_module: LightningModule, *args: Any) -> None:
-        self._case_start, self._forward_seconds = time.perf_counter(), 0.0
+        self._case_start, self._forward_seconds = self._now(), 0.0
 
     def on_test_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args: Any) -> None:
-        self.cases.append({"forward": self._forward_seconds, "step": time.perf_counter() - self._case_start})
+        self.cases.append({"forward": self._forward_seconds, "step": self._now() - self._case_start})
 
     def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         for hook in self._hooks:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -25,12 +26,16 @@ def is_complete(folder: Path) -> bool:
     return RunLayout(folder).is_complete()
 
 
-def command_line(study: Study, budget: str, run: Run, runs_root: Path) -> list[str]:
+def command_line(study: Study, budget: str, run: Run, runs_root: Path, overrides: list[str] | None = None) -> list[str]:
+    """The run's ``python -m medlight fit`` command; ``overrides`` (``key=value``) come last, e.g. the loader
+    workers of the machine a SLURM array task landed on."""
+    extra = [part for o in overrides or [] for part in (f"--{o.partition('=')[0]}", o.partition("=")[2])]
     return [
         sys.executable,
         "-m",
         "medlight",
         *run.command(run_dir(study, budget, run, runs_root), f"{study.name}/{budget}", study.name, budget),
+        *extra,
     ]
 
 
@@ -41,11 +46,16 @@ def run_study(
     only: str | None = None,
     index: int | None = None,
     dry_run: bool = False,
+    overrides: list[str] | None = None,
 ) -> int:
-    """Run every incomplete run (or one, by ``index``); an interrupted run resumes from its last checkpoint.
+    """Run every incomplete run (or one, by ``index``), in the study's order (a variant after those it waits for);
+    an interrupted run resumes from its newest checkpoint.
 
     Returns the number of runs that failed.
     """
+    # SLURM's time-limit warning (SIGUSR1) reaches every process of the job step: this one must survive it while
+    # the fit below writes its checkpoint and requeues the job. A handler, not SIG_IGN: the child gets the default.
+    signal.signal(signal.SIGUSR1, lambda *_: print("study run: SIGUSR1 (time limit near); the fit handles it"))
     runs = study.runs(budget)
     selected = [(i, r) for i, r in enumerate(runs) if (index is None or i == index) and (not only or only in r.name)]
     if index is not None and not selected:
@@ -58,7 +68,7 @@ def run_study(
             if not dry_run and not _take_external(run, folder):
                 failures.append(run.name)
             continue
-        cmd = command_line(study, budget, run, runs_root)
+        cmd = command_line(study, budget, run, runs_root, overrides)
         if is_complete(folder):
             print(f"[{i + 1}/{len(runs)}] {run.name}: complete, skipped", flush=True)
             continue
@@ -121,25 +131,57 @@ def _record(folder: Path, run: Run, seconds: float, returncode: int) -> None:
         f.write(json.dumps(entry) + "\n")
 
 
+SLURM_DEFAULTS = {
+    "--cpus-per-task": "4",  # feeds the loader workers (one CPU stays with the training process)
+    "--signal": "SIGUSR1@90",  # 90 s before the time limit: Lightning writes hpc_ckpt_*.ckpt and requeues the job
+}
+
+
 def write_slurm_array(study: Study, budget: str, runs_root: Path, slurm_args: list[str]) -> Path:
-    """A job-array script with one array task per run; each task is ``medlight study run --index``."""
-    runs = study.runs(budget)
+    """A job-array script with one array task per run (each is ``medlight study run --index``), and, when
+    variants wait for others (``after:``), ``submit.sh`` submitting one array per wave, each ``afterok`` of the
+    previous one. Returns the script to run: ``submit.sh`` when there are waves, else the array script."""
+    runs, waves = study.runs(budget), study.waves(budget)
     out = runs_root / study.name / budget / "slurm_array.sbatch"
     out.parent.mkdir(parents=True, exist_ok=True)
     logs = out.parent / "slurm_logs"
     logs.mkdir(exist_ok=True)  # SLURM does not create the --output folder
+    given = {a.split("=", 1)[0] for a in slurm_args}
+    defaults = [f"{k}={v}" for k, v in SLURM_DEFAULTS.items() if k not in given]
     header = [
         f"#SBATCH --job-name={study.name}",
         f"#SBATCH --array=0-{len(runs) - 1}",
         f"#SBATCH --output={logs}/%A_%a.out",
+        "#SBATCH --open-mode=append",  # a requeued task appends to its log
         "#SBATCH --requeue",
-        *(f"#SBATCH {a}" for a in slurm_args),
+        *(f"#SBATCH {a}" for a in [*defaults, *slurm_args]),
     ]
+    folder, root = shlex.quote(str(study.folder)), shlex.quote(str(runs_root))
     body = (
         f"cd {shlex.quote(str(_repo_root(study.folder)))}\n"
-        f"srun medlight study run {shlex.quote(str(study.folder))} --budget {budget} "
-        f'--runs-root {shlex.quote(str(runs_root))} --index "$SLURM_ARRAY_TASK_ID"\n'
+        "workers=$(( ${SLURM_CPUS_PER_TASK:-1} > 1 ? ${SLURM_CPUS_PER_TASK:-1} - 1 : 0 ))\n"
+        f"srun {shlex.quote(sys.executable)} -m medlight study run {folder} --budget {budget} --runs-root {root} "
+        '--index "$SLURM_ARRAY_TASK_ID" --set data.init_args.num_workers="$workers" '
+        "--set trainer.enable_progress_bar=false\n"  # one log line every log_every_n_steps instead
     )
     names = "\n".join(f"#   {i}: {r.name}" for i, r in enumerate(runs))
     out.write_text("#!/bin/bash\n" + "\n".join(header) + f"\n# array index -> run\n{names}\nset -euo pipefail\n" + body)
-    return out
+    if len(waves) == 1:
+        return out
+    lines = [
+        "#!/bin/bash",
+        "# One job array per wave of variants; each waits for the previous one to succeed.",
+        "set -euo pipefail",
+    ]
+    lines.append(f"script={shlex.quote(str(out.resolve()))}")
+    for n, wave in enumerate(waves):
+        variants = sorted({runs[i].variant for i in wave})
+        depend = "" if n == 0 else f' --dependency=afterok:"$job{n - 1}"'
+        lines.append(
+            f"job{n}=$(sbatch --parsable --array={','.join(map(str, wave))}{depend} \"$script\" | cut -d';' -f1)"
+        )
+        lines.append(f'echo "wave {n} ({", ".join(variants)}): job $job{n}"')
+    submit = out.parent / "submit.sh"
+    submit.write_text("\n".join(lines) + "\n")
+    submit.chmod(0o755)
+    return submit

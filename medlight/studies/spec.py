@@ -9,6 +9,7 @@ variants:                                    # what is compared; each adds confi
   attention_res_unet_3d:
     configs: [configs/data/hippocampus_3d.yaml, configs/model/attention_res_unet_3d.yaml]
     args: {model.init_args.inference.overlap: 0.5}
+    after: unet_3d                           # optional: starts only once that variant's runs have finished
 grid:                                        # every combination is run for every variant
   fold: {keys: [data.init_args.fold], values: [0, 1, 2]}
   seed: {keys: [seed_everything, data.init_args.seed], values: [0, 1]}
@@ -30,6 +31,9 @@ A variant can come from outside training (an nnU-Net or MONAI baseline, a fold e
 predictions that ``study run`` scores. Such a variant is one run (no grid), named ``<variant>/single``; the runner
 copies its tables into the study's run folder, so the report reads it like any run. Paths are relative to the
 study folder when found there, else to the repository root.
+
+``after`` (a variant or a list of them) orders the runs: a variant whose runs need another's results (e.g. its
+checkpoint) comes after it in ``study run`` and, under SLURM, in a later job array that waits for the earlier one.
 """
 
 from __future__ import annotations
@@ -104,6 +108,17 @@ class Study:
     grid: dict[str, dict] = field(default_factory=dict)
     budgets: dict[str, dict] = field(default_factory=dict)
     conditions: list[str] = field(default_factory=list)
+    after: dict[str, list[str]] = field(default_factory=dict)  # variant -> the variants it waits for
+
+    def waves(self, budget: str | None = None) -> list[list[int]]:
+        """Indices of the runs in dependency order: a wave's runs wait only for earlier waves' runs."""
+        level: dict[str, int] = {}
+        for variant in self.variants:  # already ordered so that a variant comes after what it waits for
+            level[variant] = 1 + max((level[v] for v in self.after.get(variant, [])), default=-1)
+        out: list[list[int]] = [[] for _ in range(max(level.values(), default=-1) + 1)]
+        for i, run in enumerate(self.runs(budget)):
+            out[level[run.variant]].append(i)
+        return out
 
     def runs(self, budget: str | None = None) -> list[Run]:
         budget = budget or self.default_budget
@@ -141,7 +156,8 @@ def load_study(folder: str | Path) -> Study:
         raise ConfigError(f"{path}: needs at least one variant")
     root = _repo_root(folder)
     base = [_resolve(p, folder, root, path) for p in raw.get("configs", [])]
-    variants = {name: _variant(spec, folder, root, path) for name, spec in raw["variants"].items()}
+    after = {name: _after(name, spec, raw["variants"], path) for name, spec in raw["variants"].items()}
+    variants = {name: _variant(spec, folder, root, path) for name, spec in _ordered(raw["variants"], after, path)}
     if raw.get("conditions") and any(v[2] is not None for v in variants.values()):
         raise ConfigError(f"{path}: external variants are not supported in a study with conditions")
     grid = {name: _factor(name, spec, path) for name, spec in (raw.get("grid") or {}).items()}
@@ -177,6 +193,7 @@ def load_study(folder: str | Path) -> Study:
         grid,
         budgets,
         conditions,
+        {k: v for k, v in after.items() if v},
     )
 
 
@@ -212,11 +229,32 @@ def _variant(spec: Any, folder: Path, root: Path, path: Path) -> tuple[list[Path
         return [], {}, external
     if isinstance(spec, list):
         spec = {"configs": spec}
-    if not isinstance(spec, dict) or set(spec) - {"configs", "args"}:
+    if not isinstance(spec, dict) or set(spec) - {"configs", "args", "after"}:
         raise ConfigError(
-            f"{path}: a variant is a list of configs, {{configs: [...], args: {{...}}}} or {{external: folder}}"
+            f"{path}: a variant is a list of configs, {{configs: [...], args: {{...}}, after: ...}} or "
+            "{external: folder}"
         )
     return [_resolve(p, folder, root, path) for p in spec.get("configs", [])], dict(spec.get("args") or {}), None
+
+
+def _after(name: str, spec: Any, variants: dict, path: Path) -> list[str]:
+    waits = spec.get("after") if isinstance(spec, dict) else None
+    waits = [] if waits is None else [waits] if isinstance(waits, str) else list(waits)
+    if unknown := [w for w in waits if w not in variants or w == name]:
+        raise ConfigError(f"{path}: variant {name!r}: after {unknown} names no other variant ({sorted(variants)})")
+    return waits
+
+
+def _ordered(variants: dict, after: dict[str, list[str]], path: Path) -> list[tuple[str, Any]]:
+    """The variants in file order, except that each comes after the variants it waits for."""
+    done: list[str] = []
+    while len(done) < len(variants):
+        ready = [v for v in variants if v not in done and all(w in done for w in after[v])]
+        if not ready:
+            cycle = sorted(v for v in variants if v not in done)
+            raise ConfigError(f"{path}: the variants {cycle} wait for each other (`after` forms a cycle)")
+        done.append(ready[0])
+    return [(v, variants[v]) for v in done]
 
 
 def _factor(name: str, spec: Any, path: Path) -> dict:

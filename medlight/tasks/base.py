@@ -35,9 +35,18 @@ class MedlightTask(LightningModule):
         max_nonfinite_steps: stop anyway after this many consecutive skipped steps.
         val_overlays: validation cases drawn (image, reference, prediction) at each validation for dashboards
             that show images (wandb, TensorBoard); 0: none.
+        nonfinite_check_every: how often the guard reads the loss's finiteness on the host. 1: every step, exactly
+            as above (free on CPU). N > 1: each step's check stays on the device and is read every N steps
+            (default on GPU: ``log_every_n_steps``, when the loggers read the loss anyway), so no step waits for the
+            device; a non-finite loss inside a window was already applied: training goes on if the weights are still
+            finite (e.g. 16-mixed's gradient scaler skipped that step), and stops otherwise (last checkpoint intact).
+            None: 1 on CPU, ``log_every_n_steps`` on other devices.
     """
 
     checkpoint_monitor: tuple[str, str] | None = None  # (metric, min/max) that selects best.ckpt; None: final weights
+    # True where a training step may leave trainable parameters without gradient (e.g. adapters of centers absent
+    # from a batch): ``--trainer.strategy ddp`` then becomes ``ddp_find_unused_parameters_true`` (see the CLI)
+    ddp_find_unused_parameters: bool = False
 
     def __init__(
         self,
@@ -47,6 +56,7 @@ class MedlightTask(LightningModule):
         nonfinite_loss: Literal["skip", "stop"] = "skip",
         max_nonfinite_steps: int = 10,
         val_overlays: int = 2,
+        nonfinite_check_every: int | None = None,
     ) -> None:
         super().__init__()
         self.optimizer_factory = optimizer
@@ -54,6 +64,8 @@ class MedlightTask(LightningModule):
         self.scheduler_interval = scheduler_interval
         self.nonfinite_loss = nonfinite_loss
         self.max_nonfinite_steps = max_nonfinite_steps
+        self.nonfinite_check_every = nonfinite_check_every
+        self._nonfinite_window: Tensor | None = None  # non-finite losses since the last read (on the device)
         self._nonfinite_streak = 0
         self._skip_update = False
         self._summaries: dict[str, dict[str, Any]] = {}
@@ -96,8 +108,15 @@ class MedlightTask(LightningModule):
         """Return ``loss``, or, if it is NaN/Inf on any process, a zero loss whose step changes nothing.
 
         The zero loss still runs backward (so DDP processes stay in step); ``on_after_backward`` then
-        drops every gradient, and optimizers leave parameters without gradient untouched.
+        drops every gradient, and optimizers leave parameters without gradient untouched. With
+        ``nonfinite_check_every`` > 1 (the GPU default) the check is read only every N steps: see the class doc.
         """
+        every = self.nonfinite_check_every
+        if every is None:  # read when the loggers read the loss anyway (log_every_n_steps); on CPU reading is free
+            every = 1 if loss.device.type == "cpu" else int(getattr(self.trainer, "log_every_n_steps", 50))
+        return self._guard_lazily(loss, every) if every > 1 else self._guard_now(loss)
+
+    def _guard_now(self, loss: Tensor) -> Tensor:
         finite = bool(torch.isfinite(loss.detach()).all())
         if self.trainer.world_size > 1:
             finite = self.trainer.strategy.reduce_boolean_decision(finite, all=True)
@@ -118,6 +137,28 @@ class MedlightTask(LightningModule):
         rank_zero_warn(f"non-finite loss {where}: step skipped, weights unchanged")
         self._skip_update = True
         return sum((p * 0.0).sum() for p in self.parameters() if p.requires_grad)  # type: ignore[return-value]
+
+    def _guard_lazily(self, loss: Tensor, every: int) -> Tensor:
+        bad = (~torch.isfinite(loss.detach())).any().to(torch.int32)
+        window = bad if self._nonfinite_window is None else self._nonfinite_window + bad
+        if (self.global_step + 1) % every:
+            self._nonfinite_window = window  # stays on the device: this step does not wait for it
+            return loss
+        self._nonfinite_window = None
+        earlier = window - bad  # the window's steps before this one: their updates are applied already
+        if self.trainer.world_size > 1:
+            earlier = self.trainer.strategy.reduce(earlier.float(), reduce_op="sum")
+        if seen := int(earlier):  # the one host read of the window
+            where = f"in the {every - 1} steps before step {self.global_step} (epoch {self.current_epoch})"
+            finite = all(bool(torch.isfinite(p).all()) for p in self.parameters() if p.is_floating_point())
+            if self.nonfinite_loss == "stop" or not finite:
+                state = "the weights are finite" if finite else "the weights hold NaN/Inf"
+                raise NonFiniteError(
+                    f"{seen} non-finite loss(es) {where}; {state}; training stopped. The last checkpoint is "
+                    "intact; nonfinite_check_every=1 checks (and skips) every step"
+                )
+            rank_zero_warn(f"{seen} non-finite loss(es) {where}; the weights are still finite, training goes on")
+        return self._guard_now(loss)  # this step is read anyway: skipped or stopped exactly
 
     def on_after_backward(self) -> None:
         if self._skip_update:

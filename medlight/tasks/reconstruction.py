@@ -133,6 +133,11 @@ class ReconstructionTask(MedlightTask):
                 adapter.center[center].load_state_dict(adapter.universal.state_dict())
         log.info("started from %s (%d new weight tensors initialised afresh)", path, len(result.missing_keys))
 
+    @property
+    def ddp_find_unused_parameters(self) -> bool:  # type: ignore[override]
+        """Adapters: each batch routes through only some of them, so the others get no gradient in that step."""
+        return bool(self._adapters())
+
     def _adapters(self) -> list[HierarchicalAdapter]:
         return [m for m in self.net.modules() if isinstance(m, HierarchicalAdapter)]
 

@@ -41,14 +41,20 @@ class Snapshots(Callback):
         self.changed.append(any(not torch.equal(a, b) for a, b in zip(self.before, pl_module.parameters())))
 
 
-def fit(tmp_path: Path, loss: torch.nn.Module, policy: str, steps: int = 5) -> Snapshots:
+def fit(
+    tmp_path: Path, loss: torch.nn.Module, policy: str, steps: int = 5, check_every: int | None = None
+) -> Snapshots:
     seed_everything(0)
     data = make_msd(tmp_path / "data", n=9, shape=(16, 16, 16))
     dm = SegmentationDataModule(
         str(data), split_file=str(tmp_path / "s.json"), num_folds=2, patch_size=(16, 16, 16), batch_size=2, cache="none"
     )
     model = SegmentationTask(
-        ResUNet(3, 1, 3, channels=(4, 8), strides=(2,)), loss=loss, nonfinite_loss=policy, max_nonfinite_steps=2
+        ResUNet(3, 1, 3, channels=(4, 8), strides=(2,)),
+        loss=loss,
+        nonfinite_loss=policy,
+        max_nonfinite_steps=2,
+        nonfinite_check_every=check_every,
     )
     snaps = Snapshots()
     trainer = Trainer(
@@ -63,7 +69,9 @@ def fit(tmp_path: Path, loss: torch.nn.Module, policy: str, steps: int = 5) -> S
         plugins=[AtomicCheckpointIO()],
         callbacks=[
             snaps,
-            ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True, save_top_k=0, every_n_train_steps=1),
+            ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True, save_top_k=0, every_n_train_steps=1)
+            if check_every is None
+            else Callback(),  # the lazy check's own reaction is tested, not the checkpoint writer's refusal
         ],
     )
     trainer.fit(model, dm)
@@ -87,3 +95,15 @@ def test_stop_raises_and_keeps_the_last_good_checkpoint(tmp_path: Path) -> None:
 def test_too_many_skips_in_a_row_stop(tmp_path: Path) -> None:
     with pytest.raises(NonFiniteError, match="3 consecutive"), pytest.warns(UserWarning):
         fit(tmp_path, NaNAt({2, 3, 4}), "skip")
+
+
+def test_lazy_check_skips_the_step_it_reads_exactly(tmp_path: Path) -> None:
+    """GPU default: the finiteness stays on the device and is read every N steps (here 3, on CPU)."""
+    with pytest.warns(UserWarning, match="non-finite loss at step 2"):
+        snaps = fit(tmp_path, NaNAt({3}), "skip", check_every=3)
+    assert snaps.changed == [True, True, False, True, True]
+
+
+def test_lazy_check_stops_when_an_unread_step_poisoned_the_weights(tmp_path: Path) -> None:
+    with pytest.raises(NonFiniteError, match="1 non-finite loss.* before step 1.*hold NaN"):
+        fit(tmp_path, NaNAt({1}), "skip", check_every=2)

@@ -1,5 +1,6 @@
 """A tiny real study: run, skip finished runs, identical numbers on a re-run, report, SLURM array."""
 
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -82,8 +83,25 @@ def test_slurm_array_and_dry_run(tiny_study: Path, tmp_path: Path, capsys) -> No
     script = (tmp_path / "tiny" / "quick" / "slurm_array.sbatch").read_text()
     assert "#SBATCH --array=0-3" in script and "#SBATCH --gpus=1" in script
     assert '--index "$SLURM_ARRAY_TASK_ID"' in script and (tmp_path / "tiny" / "quick" / "slurm_logs").is_dir()
+    assert "#SBATCH --signal=SIGUSR1@90" in script and "#SBATCH --cpus-per-task=4" in script
+    assert f"srun {sys.executable} -m medlight study run" in script and "enable_progress_bar=false" in script
+    assert not (tmp_path / "tiny" / "quick" / "submit.sh").exists()  # no variant waits for another
     assert main(["study", "run", str(tiny_study), "--runs-root", str(tmp_path), "--dry-run"]) == 0
     assert not (tmp_path / "tiny" / "quick" / "res").exists()
+
+
+def test_slurm_waves_wait_for_the_variants_they_need(tmp_path: Path, capsys) -> None:
+    study = load_study(REPO / "experiments" / "hieradapt")
+    waves = study.waves("smoke")
+    assert [{study.runs("smoke")[i].variant for i in wave} for wave in waves] == [
+        {"zero_filled", "backbone", "universal_zero_shot"},
+        {"adapted"},
+    ]
+    args = ["study", "run", str(study.folder), "--budget", "smoke", "--runs-root", str(tmp_path), "--slurm"]
+    assert main([*args, "time=00:30:00"]) == 0
+    submit = (tmp_path / "hieradapt" / "smoke" / "submit.sh").read_text()
+    assert "--array=0,1,2,3,4,5 " in submit and '--array=6,7 --dependency=afterok:"$job0"' in submit
+    assert "submit.sh" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("study_file", STUDIES, ids=lambda p: p.parent.name)

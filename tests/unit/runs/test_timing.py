@@ -112,3 +112,14 @@ def test_cost_table_averages_runs_per_variant() -> None:
     assert cost_table(
         runs.drop(columns=["params", "train_seconds_per_epoch", "inference_seconds_per_case"]), ["a"]
     ).empty
+
+
+def test_readings_wait_for_a_cuda_device(monkeypatch) -> None:
+    calls = []
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: calls.append(device))
+    timing = RunTiming()
+    timing._now()
+    assert calls == []  # on CPU nothing to wait for
+    timing._device = torch.device("cuda", 0)
+    timing._now()
+    assert calls == [torch.device("cuda", 0)]

@@ -92,3 +92,29 @@ def test_unknown_budget(tmp_path: Path) -> None:
     study = load_study(write_study(tmp_path, variants={"a": []}, budgets={"cpu": {}}))
     with pytest.raises(ConfigError, match="no budget 'gpu'"):
         study.runs("gpu")
+
+
+def test_after_orders_variants_and_makes_waves(tmp_path: Path) -> None:
+    folder = write_study(
+        tmp_path,
+        name="s",
+        variants={"adapted": {"after": "source"}, "source": [], "other": [], "last": {"after": ["adapted", "other"]}},
+        grid={"fold": {"key": "data.init_args.fold", "values": [0, 1]}},
+    )
+    study = load_study(folder)
+    assert study.variants == ["source", "adapted", "other", "last"]  # file order, except after what it waits for
+    names = [r.name for r in study.runs()]
+    assert [[names[i] for i in wave] for wave in study.waves()] == [
+        ["source/fold0", "source/fold1", "other/fold0", "other/fold1"],
+        ["adapted/fold0", "adapted/fold1"],
+        ["last/fold0", "last/fold1"],
+    ]
+
+
+@pytest.mark.parametrize(
+    ("variants", "message"),
+    [({"a": {"after": "b"}}, "names no other variant"), ({"a": {"after": "b"}, "b": {"after": "a"}}, "cycle")],
+)
+def test_bad_after_is_refused(tmp_path: Path, variants: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_study(write_study(tmp_path, name="s", variants=variants))
