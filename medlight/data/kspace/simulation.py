@@ -55,6 +55,7 @@ from filelock import FileLock
 
 from medlight.errors import DatasetError
 from medlight.ops.kspace import fft2c, ifft2c, rss, to_real
+from medlight.runs.layout import write_json
 
 log = logging.getLogger(__name__)
 
@@ -360,9 +361,8 @@ def _simulate(config: SimulationConfig, repo_root: Path, out: Path) -> None:
         name = f"{center.name}_{protocol.name}_{i:03d}.h5"
         _write(out / name, kspace, center.name, protocol.name, source.name)
         cases.append({"file": name, "center": center.name, "protocol": protocol.name, "source": source.name})
-    tmp = spec_file.with_name(".dataset.json.tmp")
-    tmp.write_text(json.dumps({"simulation": config.digest(), "settings": config.settings(), "cases": cases}, indent=1))
-    tmp.replace(spec_file)  # written last: a half-written folder is simulated again
+    # written last, atomically: a half-written folder is simulated again
+    write_json(spec_file, {"simulation": config.digest(), "settings": config.settings(), "cases": cases})
     log.info("simulator: %d volumes written to %s", len(cases), out)
 
 
