@@ -42,8 +42,9 @@ class _SigpyRecon(nn.Module):
         for i, slice_kspace in enumerate(kspace):
             cols = columns[i if len(columns) > 1 else 0]
             calib = self.calib_width or max(center_lines(cols), 4)
+            kernel = max(2, min(6, calib - 2))  # ESPIRiT's 6x6 kernel needs more lines than a small mask's centre
             weights = np.broadcast_to(cols.numpy().astype(np.float32), slice_kspace.shape[-2:])
-            maps = mr_app.EspiritCalib(slice_kspace, calib_width=calib, show_pbar=False).run()
+            maps = mr_app.EspiritCalib(slice_kspace, calib_width=calib, kernel_width=kernel, show_pbar=False).run()
             out.append(np.abs(self.solve(slice_kspace, maps, np.ascontiguousarray(weights))))
         return torch.from_numpy(np.stack(out).astype(np.float32)).to(masked.device)
 
