@@ -23,8 +23,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import header, median, table  # noqa: E402
 
 from medlight.data import SegmentationSpec  # noqa: E402
-from medlight.ops.inference import Inference  # noqa: E402
 from medlight.nets import ResUNet  # noqa: E402
+from medlight.ops.inference import Inference  # noqa: E402
 from medlight.tasks import SegmentationTask  # noqa: E402
 
 ROI = (32, 48, 32)

@@ -35,6 +35,8 @@ from monai.networks.utils import one_hot
 from torch import Tensor
 from torchmetrics import Metric
 
+from medlight.metrics.spread import std_over_cases
+
 METRICS = ("dice", "iou", "precision", "recall", "hd95", "nsd")
 COUNTS = ("tp", "fp", "fn", "tn", "n_ref", "n_pred")
 NSD_TOLERANCE_MM = 1.0
@@ -168,7 +170,8 @@ def _cat(state: list[Tensor] | Tensor) -> Tensor:
 def summarise(values: Tensor, class_names: Sequence[str], with_std: bool = False) -> dict[str, float]:
     """Means over cases: ``<metric>_<class>`` and ``<metric>`` (mean over classes), NaN-aware.
 
-    With ``with_std``, also ``<metric>_<class>_std`` and ``<metric>_std`` (std over cases of the class mean).
+    With ``with_std``, also ``<metric>_<class>_std`` and ``<metric>_std`` (:func:`std_over_cases` of the class
+    mean).
     """
     arr = values.cpu().numpy().astype(np.float64)
     out: dict[str, float] = {}
@@ -179,10 +182,10 @@ def summarise(values: Tensor, class_names: Sequence[str], with_std: bool = False
         for c, name in enumerate(class_names):
             out[f"{metric}_{name}"] = float(per_class[c])
             if with_std:
-                out[f"{metric}_{name}_std"] = float(np.nanstd(arr[:, m, c]))
+                out[f"{metric}_{name}_std"] = std_over_cases(arr[:, m, c])
         out[metric] = float(np.nanmean(per_class))
         if with_std:
-            out[f"{metric}_std"] = float(np.nanstd(np.nanmean(arr[:, m, :], axis=1)))
+            out[f"{metric}_std"] = std_over_cases(np.nanmean(arr[:, m, :], axis=1))
     return out
 
 

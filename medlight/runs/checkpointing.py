@@ -10,7 +10,7 @@ from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from medlight.errors import NonFiniteError
-from medlight.runs.layout import atomic_write
+from medlight.runs.layout import RunLayout, atomic_write, write_text
 
 
 def nonfinite_entries(state_dict: dict[str, Any]) -> list[str]:
@@ -43,6 +43,18 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             torch.save(checkpoint, f)
 
 
+class BestCheckpoint(ModelCheckpoint):
+    """``best.ckpt``, and with it the validation per-case table of the same epoch
+    (``metrics/best_val_per_case.csv``): out-of-fold scores are then those of the selected model, not of
+    whichever validation came last."""
+
+    def _save_checkpoint(self, trainer: Any, filepath: str) -> None:
+        super()._save_checkpoint(trainer, filepath)
+        layout = RunLayout(Path(trainer.default_root_dir))
+        if trainer.is_global_zero and layout.per_case("val").is_file():
+            write_text(layout.per_case("best_val"), layout.per_case("val").read_text())
+
+
 def run_checkpoints(monitor: tuple[str, str] | None, every_n_steps: int) -> list[ModelCheckpoint]:
     """The checkpoints of every fit: ``best.ckpt`` by the task's ``monitor`` (metric, ``min``/``max``; none
     when the task selects no best, e.g. it tests its final weights), and ``last.ckpt`` written at the end of
@@ -51,7 +63,7 @@ def run_checkpoints(monitor: tuple[str, str] | None, every_n_steps: int) -> list
     if monitor is not None:
         metric, mode = monitor
         out.append(
-            ModelCheckpoint(
+            BestCheckpoint(
                 filename="best",
                 monitor=metric,
                 mode=mode,

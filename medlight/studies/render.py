@@ -239,7 +239,10 @@ def _sections(study, budget, collected, summary, detail, tests, best, figs, note
     if any(figs.values()):
         out.append(("Figure files", ["Each figure is also written as PDF and SVG beside its PNG (same name)."]))
     per_run = runs.drop(columns=["folder"], errors="ignore").round(4)
-    run_note = "`*_std` columns: std over that run's test cases, as the task wrote it in `test_summary.json`"
+    run_note = (
+        "`*_std` columns: sample std (ddof 1) over that run's test cases, as the task wrote it in "
+        "`test_summary.json`; the summary tables' ± is the sample std over runs"
+    )
     out.append(("Every run", [run_note, per_run]))
     out.append(
         (

@@ -51,12 +51,15 @@ def collect(study: Study, budget: str, runs_root: Path = DEFAULT_RUNS_ROOT) -> C
         case_frames.append(per_case.assign(**ident)[[*ident, *per_case.columns]])
         summary = json.loads((folder / "metrics" / "test_summary.json").read_text())
         run_rows.append({**ident, **summary, "wall_seconds": _wall_seconds(folder), "folder": str(folder)})
-        curve_frames.append(_curves(folder / "metrics.csv", metric).assign(**ident))
+        curve = _curves(folder / "metrics.csv", metric)
+        if not curve.empty:  # an external variant or a fold ensemble has no training log
+            curve_frames.append(curve.assign(**ident))
     cases = pd.concat(case_frames, ignore_index=True) if case_frames else pd.DataFrame()
     runs = pd.DataFrame(run_rows)
     curves = pd.concat(curve_frames, ignore_index=True) if curve_frames else pd.DataFrame()
     if not curves.empty:
-        curves = curves[[*ident, "series", "step", "value"]]
+        ident_columns = [c for c in ("variant", *study.grid, "run") if c in curves]  # a point may lack a factor
+        curves = curves[[*ident_columns, "series", "step", "value"]]
     environment = _environment(runs)
     return Collected(cases, runs, missing, _metric_columns(cases, study), curves, environment)
 

@@ -69,6 +69,11 @@ def run_study(
                 failures.append(run.name)
             continue
         cmd = command_line(study, budget, run, runs_root, overrides)
+        waiting = [m for m in run.members if not is_complete(folder.parents[1] / m)]
+        if waiting and not dry_run and not is_complete(folder):
+            print(f"[{i + 1}/{len(runs)}] {run.name}: FAILED, members not complete: {', '.join(waiting)}", flush=True)
+            failures.append(run.name)
+            continue
         if is_complete(folder):
             print(f"[{i + 1}/{len(runs)}] {run.name}: complete, skipped", flush=True)
             continue

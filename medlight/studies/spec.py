@@ -32,6 +32,11 @@ predictions that ``study run`` scores. Such a variant is one run (no grid), name
 copies its tables into the study's run folder, so the report reads it like any run. Paths are relative to the
 study folder when found there, else to the repository root.
 
+A fold ensemble is a variant too: ``res_unet_3d_ensemble: {ensemble: res_unet_3d}`` tests the mean softmax of
+that variant's fold models (``medlight ensemble``) on the held-out set, once per value of the other grid
+factors (e.g. per seed: ``res_unet_3d_ensemble/seed0`` of ``res_unet_3d/fold0_seed0``, ``fold1_seed0``, ...). It
+runs after its members (an implied ``after``) and needs a grid factor that sets the fold.
+
 ``after`` (a variant or a list of them) orders the runs: a variant whose runs need another's results (e.g. its
 checkpoint) comes after it in ``study run`` and, under SLURM, in a later job array that waits for the earlier one.
 """
@@ -66,6 +71,7 @@ class Run:
     configs: list[Path]
     args: dict[str, Any]
     external: dict[str, Any] | None = None  # {path, reference?, labels?}: scored outside training
+    members: tuple[str, ...] = ()  # a fold ensemble: the names of the runs it averages
 
     @property
     def name(self) -> str:
@@ -77,6 +83,8 @@ class Run:
         for an external variant: where its tables come from)."""
         if self.external is not None:
             return ["external", str(self.external["path"])]
+        if self.members:  # the members' folders sit beside this run's: <runs root>/<study>/<budget>/<run name>
+            return ["ensemble", "--runs", *(str(run_dir.parents[1] / m) for m in self.members), "--out", str(run_dir)]
         out = ["fit"]
         for config in self.configs:
             out += ["--config", str(config)]
@@ -161,6 +169,11 @@ def load_study(folder: str | Path) -> Study:
     if raw.get("conditions") and any(v[2] is not None for v in variants.values()):
         raise ConfigError(f"{path}: external variants are not supported in a study with conditions")
     grid = {name: _factor(name, spec, path) for name, spec in (raw.get("grid") or {}).items()}
+    ensembles = {name: v[3] for name, v in variants.items() if v[3] is not None}
+    for name, member in ensembles.items():
+        if variants[member][2] is not None or variants[member][3] is not None:
+            raise ConfigError(f"{path}: variant {name!r} ensembles {member!r}, which is not a trained variant")
+        fold_factor(grid, path)  # an ensemble of folds needs folds
     conditions = list(raw.get("conditions") or [])
     if not_factors := sorted(set(conditions) - set(grid)):
         raise ConfigError(f"{path}: conditions {not_factors} are not grid factors ({sorted(grid)})")
@@ -172,9 +185,12 @@ def load_study(folder: str | Path) -> Study:
     runs_by_budget = {}
     for budget, budget_args in budgets.items():
         runs = []
-        for variant, (configs, args, external) in variants.items():
+        for variant, (configs, args, external, member) in variants.items():
             if external is not None:
                 runs.append(Run(variant, {}, [], {}, external))
+                continue
+            if member is not None:
+                runs += _ensemble_runs(variant, member, grid, path)
                 continue
             for values in itertools.product(*(f["values"] for f in grid.values())):
                 point = dict(zip(grid, values))
@@ -197,6 +213,28 @@ def load_study(folder: str | Path) -> Study:
     )
 
 
+def fold_factor(grid: dict[str, dict], path: Path) -> str:
+    """The grid factor that sets ``data.init_args.fold``."""
+    for name, factor in grid.items():
+        if any(key.split(".")[-1] == "fold" for key in factor["keys"]):
+            return name
+    raise ConfigError(f"{path}: no grid factor sets the fold (e.g. keys: [data.init_args.fold])")
+
+
+def _ensemble_runs(variant: str, member: str, grid: dict[str, dict], path: Path) -> list[Run]:
+    """One ensemble run per value of the grid factors other than the fold, over the member's fold runs."""
+    fold = fold_factor(grid, path)
+    others = [f for f in grid if f != fold]
+    runs = []
+    for values in itertools.product(*(grid[f]["values"] for f in others)):
+        point = dict(zip(others, values))
+        members = tuple(
+            Run(member, {f: (v if f == fold else point[f]) for f in grid}, [], {}).name for v in grid[fold]["values"]
+        )
+        runs.append(Run(variant, point, [], {}, members=members))
+    return runs
+
+
 def _repo_root(folder: Path) -> Path:
     for candidate in [folder.resolve(), *folder.resolve().parents]:
         if (candidate / "configs").is_dir():
@@ -212,7 +250,12 @@ def _resolve(rel: str, folder: Path, root: Path, path: Path) -> Path:
     raise ConfigError(f"{path}: config {rel!r} found neither in {folder} nor in {root}")
 
 
-def _variant(spec: Any, folder: Path, root: Path, path: Path) -> tuple[list[Path], dict, dict | None]:
+def _variant(spec: Any, folder: Path, root: Path, path: Path) -> tuple[list[Path], dict, dict | None, str | None]:
+    """(configs, args, external, ensembled variant) of a variant's entry."""
+    if isinstance(spec, dict) and "ensemble" in spec:
+        if set(spec) - {"ensemble", "after"} or not isinstance(spec["ensemble"], str):
+            raise ConfigError(f"{path}: a fold ensemble variant is {{ensemble: <variant>}}")
+        return [], {}, None, spec["ensemble"]
     if isinstance(spec, dict) and "external" in spec:
         if set(spec) - {"external", "reference", "labels"}:
             raise ConfigError(
@@ -226,20 +269,23 @@ def _variant(spec: Any, folder: Path, root: Path, path: Path) -> tuple[list[Path
             external["reference"] = locate(spec["reference"])
         if spec.get("labels"):
             external["labels"] = {int(k): str(v) for k, v in spec["labels"].items()}
-        return [], {}, external
+        return [], {}, external, None
     if isinstance(spec, list):
         spec = {"configs": spec}
     if not isinstance(spec, dict) or set(spec) - {"configs", "args", "after"}:
         raise ConfigError(
             f"{path}: a variant is a list of configs, {{configs: [...], args: {{...}}, after: ...}} or "
-            "{external: folder}"
+            "{external: folder} or {ensemble: variant}"
         )
-    return [_resolve(p, folder, root, path) for p in spec.get("configs", [])], dict(spec.get("args") or {}), None
+    configs = [_resolve(p, folder, root, path) for p in spec.get("configs", [])]
+    return configs, dict(spec.get("args") or {}), None, None
 
 
 def _after(name: str, spec: Any, variants: dict, path: Path) -> list[str]:
     waits = spec.get("after") if isinstance(spec, dict) else None
     waits = [] if waits is None else [waits] if isinstance(waits, str) else list(waits)
+    if isinstance(spec, dict) and isinstance(spec.get("ensemble"), str) and spec["ensemble"] not in waits:
+        waits.append(spec["ensemble"])  # an ensemble waits for its members
     if unknown := [w for w in waits if w not in variants or w == name]:
         raise ConfigError(f"{path}: variant {name!r}: after {unknown} names no other variant ({sorted(variants)})")
     return waits

@@ -22,6 +22,7 @@ from medlight.keys import Key
 from medlight.losses.instance import CentreBoundaryLoss
 from medlight.metrics.instance import instance_scores
 from medlight.metrics.segmentation import PerCaseMetrics
+from medlight.metrics.spread import std_over_cases
 from medlight.ops.instances import remove_small_objects, watershed_instances
 from medlight.runs.layout import write_table
 from medlight.tasks.base import MedlightTask
@@ -216,7 +217,7 @@ class InstanceSegmentationTask(MedlightTask):
             for i, row in zip(index, values[:, 0])
         ]
         write_table(rows, self.layout.per_case("test"))
-        stds = {f"{m}_std": float(values[:, 0, j].std()) if len(rows) > 1 else 0.0 for j, m in enumerate(METRICS)}
+        stds = {f"{m}_std": std_over_cases(values[:, 0, j].cpu().numpy()) for j, m in enumerate(METRICS)}
         settings = {f"watershed_{k}": v for k, v in asdict(self.watershed).items()}  # what the test used
         record = {"cases": len(rows), **summary, **stds, **settings}
         self.set_summary("test", record)

@@ -34,6 +34,7 @@ from medlight.keys import Key
 from medlight.losses.reconstruction import MSSSIML1Loss, ssdu_kspace_loss
 from medlight.metrics.reconstruction import RECON_METRICS, volume_metrics
 from medlight.metrics.segmentation import PerCaseMetrics
+from medlight.metrics.spread import std_over_cases
 from medlight.nets.adapters import HierarchicalAdapter
 from medlight.ops.kspace import ifft2c, rss, ssdu_split
 from medlight.runs.layout import write_table
@@ -319,9 +320,7 @@ class ReconstructionTask(MedlightTask):
         values = values.reshape(len(index), len(RECON_METRICS)).double()
         out = {m: float(values[:, j].mean()) for j, m in enumerate(RECON_METRICS)}
         if with_std:
-            out |= {
-                f"{m}_std": float(values[:, j].std()) if len(index) > 1 else 0.0 for j, m in enumerate(RECON_METRICS)
-            }
+            out |= {f"{m}_std": std_over_cases(values[:, j].cpu().numpy()) for j, m in enumerate(RECON_METRICS)}
         centers = [c["center"] for c in self._cases(index)]
         for center in sorted(set(centers)):
             rows = torch.tensor([c == center for c in centers])

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
+import yaml
 from torch import nn
 
 from medlight.cli import main
@@ -15,6 +17,8 @@ from medlight.contracts import SegmentationSpec
 from medlight.errors import ConfigError
 from medlight.ops.inference import Inference
 from medlight.runs.layout import RunLayout
+from medlight.studies.runner import run_dir
+from medlight.studies.spec import load_study
 from medlight.tasks.ensemble import EnsembleTask
 from tests.conftest import make_msd
 from tests.integration.helpers import run_cli, tiny_fit_args
@@ -45,7 +49,7 @@ def folds(tmp_path_factory) -> tuple[Path, list[Path]]:
     runs = []
     for fold in (0, 1):
         run = root / f"fold{fold}"
-        extra = ["--data.fold", str(fold), "--test_after_fit", str(fold == 0).lower()]
+        extra = ["--data.fold", str(fold)]
         assert run_cli(tiny_fit_args(data, run, *extra)) == 0
         runs.append(run)
     return root, runs
@@ -80,3 +84,40 @@ def test_an_ensemble_refuses_runs_of_other_data(folds, tmp_path: Path) -> None:
         from medlight.studies.ensemble import ensemble_runs
 
         ensemble_runs([runs[0], other], tmp_path / "out", "cpu")
+
+
+def test_a_study_variant_ensembling_another_runs_after_it_and_has_its_own_report_row(folds, tmp_path: Path) -> None:
+    root, runs = folds
+    study_dir = tmp_path / "study"
+    study_dir.mkdir()
+    grid = {
+        "fold": {"keys": ["data.init_args.fold"], "values": [0, 1]},
+        "seed": {"keys": ["seed_everything"], "values": [0]},
+    }
+    spec = {"name": "cv", "variants": {"net_ensemble": {"ensemble": "net"}, "net": {"args": {}}}, "grid": grid}
+    (study_dir / "study.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    study = load_study(study_dir)
+    assert study.variants == ["net", "net_ensemble"] and study.after == {"net_ensemble": ["net"]}
+    ensemble = study.runs()[-1]
+    assert ensemble.name == "net_ensemble/seed0" and ensemble.members == ("net/fold0_seed0", "net/fold1_seed0")
+    runs_root = tmp_path / "runs"
+    for run, trained in zip(study.runs(), runs):  # the members, as if `study run` had trained them
+        shutil.copytree(trained, run_dir(study, "default", run, runs_root))
+    assert main(["study", "run", str(study_dir), "--runs-root", str(runs_root)]) == 0
+    out = RunLayout(run_dir(study, "default", ensemble, runs_root))
+    assert out.is_complete() and len(json.loads(out.external.read_text())["runs"]) == 2
+    report = tmp_path / "report"
+    assert main(["study", "report", str(study_dir), "--runs-root", str(runs_root), "--out", str(report)]) == 0
+    results = pd.read_csv(report / "results.csv")
+    assert set(results["variant"]) == {"net", "net_ensemble"}
+    assert "net_ensemble" in (report / "report.md").read_text()
+
+
+def test_an_ensemble_variant_needs_folds_and_a_trained_member(tmp_path: Path) -> None:
+    for variants, grid, message in (
+        ({"e": {"ensemble": "net"}, "net": {"args": {}}}, {"seed": {"key": "seed_everything", "values": [0]}}, "fold"),
+        ({"e": {"ensemble": "x"}, "net": {"args": {}}}, {}, "names no other variant"),
+    ):
+        (tmp_path / "study.yaml").write_text(yaml.safe_dump({"variants": variants, "grid": grid}))
+        with pytest.raises(ConfigError, match=message):
+            load_study(tmp_path)

@@ -35,11 +35,16 @@ def test_per_fold_and_pooled_out_of_fold_tables(tmp_path: Path) -> None:
     for run in study.runs():
         fold = run.point["fold"]
         rows = [{"case_id": f"c{fold}{i}", "dice_a": d} for i, d in enumerate(dice[fold])]
-        write_table(rows, RunLayout(run_dir(study, "default", run, tmp_path / "runs")).per_case("val"))
+        layout = RunLayout(run_dir(study, "default", run, tmp_path / "runs"))
+        write_table(rows, layout.per_case("val"))
+        if fold == 0:  # the last validation differs from the best one: the best (the tested model's) is used
+            write_table([{**row, "dice_a": 0.0} for row in rows], layout.per_case("val"))
+            write_table(rows, layout.per_case("best_val"))
     assert main(["study", "cv", str(study_dir), "--runs-root", str(tmp_path / "runs"), "--out", str(tmp_path)]) == 0
     summary = pd.read_csv(tmp_path / "cv_summary.csv")
     assert summary["fold"].astype(str).tolist() == ["0", "1", "2", "pooled"]
     assert summary["dice_a"].tolist()[:3] == pytest.approx([0.8, 0.7, 0.5])
     pooled = summary.iloc[-1]
     assert pooled["dice_a"] == pytest.approx(3.5 / 5) and pooled["cases"] == 5 and bool(pooled["complete"])
+    assert summary["validation"].tolist() == ["best", "last", "last", "best+last"]
     assert len(pd.read_csv(tmp_path / "cv_per_case.csv")) == 5
