@@ -132,8 +132,7 @@ class ABNClassificationTask(MedlightTask):
         )
         loss = self.guard_loss(terms["loss"])
         size = batch[Key.IMAGE].shape[0]
-        self.log("train/loss", loss, prog_bar=True, batch_size=size)
-        self.log_dict({f"train/l_{k}": v for k, v in terms.items() if k != "loss"}, batch_size=size)
+        self.log_train(loss, size, {f"train/l_{k}": v for k, v in terms.items() if k != "loss"})
         return loss
 
     # -- evaluation ------------------------------------------------------------------------------------

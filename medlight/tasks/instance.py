@@ -118,7 +118,7 @@ class InstanceSegmentationTask(MedlightTask):
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         loss = self.guard_loss(self.loss(self.net(batch[Key.IMAGE]), batch[Key.TARGETS]))
-        self.log("train/loss", loss, prog_bar=True, batch_size=batch[Key.IMAGE].shape[0])
+        self.log_train(loss, batch[Key.IMAGE].shape[0])
         return loss
 
     # -- inference ----------------------------------------------------------------------------------

@@ -190,7 +190,7 @@ class ReconstructionTask(MedlightTask):
             pred = self(batch[Key.MASKED], batch[Key.MASK], batch[Key.CENTER], batch[Key.PROTOCOL])
             loss = self.loss(pred, batch[Key.TARGET])
         loss = self.guard_loss(loss)
-        self.log("train/loss", loss, prog_bar=True, batch_size=batch[Key.MASKED].shape[0])
+        self.log_train(loss, batch[Key.MASKED].shape[0])
         return loss
 
     def _ssdu_loss(

@@ -139,7 +139,7 @@ class SegmentationTask(MedlightTask):
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         logits = self.net(batch[Key.IMAGE])
         loss = self.guard_loss(self.loss(logits, batch[Key.LABEL]))
-        self.log("train/loss", loss, prog_bar=True, batch_size=batch[Key.IMAGE].shape[0])
+        self.log_train(loss, batch[Key.IMAGE].shape[0])
         return loss
 
     # -- whole-volume inference ----------------------------------------------------------------------------

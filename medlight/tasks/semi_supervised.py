@@ -169,8 +169,7 @@ class TeacherStudentTask(SegmentationTask):
         logged: dict[str, Any] = {"train/loss_sup": supervised, "train/ramp": ramp}
         logged.update({f"train/{k}": v for k, v in terms.items() if k not in ("unsup", "contrast")})
         logged.update({"train/loss_unsup": terms["unsup"], "train/loss_contrast": terms["contrast"]})
-        self.log_dict(logged, batch_size=n_lab)
-        self.log("train/loss", loss, prog_bar=True, batch_size=n_lab)
+        self.log_train(loss, n_lab, logged)
         return loss
 
     def unsupervised_terms(self, weak: Tensor, student_logits: Tensor, student_features: Tensor | None) -> dict:
