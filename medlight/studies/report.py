@@ -199,11 +199,16 @@ def summary_table(cases: pd.DataFrame, metrics: list[str], variants: list[str]) 
 def paired_differences(
     cases: pd.DataFrame, metric: str, variant: str, baseline: str, points: list[str]
 ) -> pd.DataFrame:
-    """``variant - baseline`` of ``metric`` as runs x cases, paired by grid point (same fold, seed) and case."""
+    """``variant - baseline`` of ``metric`` as runs x cases, paired by grid point (same fold, seed) and case.
+
+    Only the factors both variants vary pair them: a fold ensemble (one run per seed, no fold) is paired with
+    the baseline's runs of the same seed, averaged over their folds.
+    """
+    varied = [p for p in points if all(cases.loc[cases["variant"] == v, p].notna().any() for v in (variant, baseline))]
 
     def matrix(name: str) -> pd.DataFrame:
         rows = cases[cases["variant"] == name].assign(_point="single")
-        return rows.pivot_table(index=points or "_point", columns="case_id", values=metric, aggfunc="mean")
+        return rows.pivot_table(index=varied or "_point", columns="case_id", values=metric, aggfunc="mean")
 
     diffs = matrix(variant) - matrix(baseline)
     return diffs.dropna(how="all").dropna(axis=1, how="all")

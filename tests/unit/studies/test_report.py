@@ -134,3 +134,36 @@ def test_conditions_are_summarised_and_tested_apart() -> None:
     tests = per_condition(parts, paired_tests, ["dice"], ["base", "good"], "base", ["seed", "acceleration"])
     assert list(tests["verdict"]) == ["better", "worse"] and list(tests["acceleration"]) == [4, 8]
     assert by_condition(cases, [])[0][1] is cases
+
+
+def test_a_variant_without_folds_is_paired_with_the_baseline_averaged_over_its_folds() -> None:
+    """A fold ensemble has one run per seed and no fold; the fold models have one per (fold, seed)."""
+    rows = []
+    for seed in (0, 1):
+        for case in range(12):
+            for fold in (0, 1, 2):
+                rows.append(
+                    {
+                        "variant": "folds",
+                        "fold": fold,
+                        "seed": seed,
+                        "run": f"folds/f{fold}s{seed}",
+                        "case_id": f"c{case}",
+                        "dice": 0.70 + 0.01 * case + 0.01 * fold,
+                    }
+                )
+            rows.append(
+                {
+                    "variant": "ensemble",
+                    "fold": np.nan,
+                    "seed": seed,
+                    "run": f"ensemble/s{seed}",
+                    "case_id": f"c{case}",
+                    "dice": 0.73 + 0.01 * case,
+                }
+            )  # the folds' mean (0.71) + 0.02
+    cases = pd.DataFrame(rows)
+    tests = paired_tests(cases, ["dice"], ["folds", "ensemble"], "folds", ["fold", "seed"], "seed", resamples=200)
+    row = tests.iloc[0]
+    assert row.runs == 2 and row.cases == 12 and row.hl_diff == pytest.approx(0.02)
+    assert row.verdict == "better" and row.replication == "replicates in 2/2 seeds"
