@@ -91,7 +91,9 @@ def test_teacher_student(tmp_path: Path) -> None:
 
 RECONSTRUCTION = [
     "--config", str(CONFIGS / "data" / "kspace_sim.yaml"), "--config", str(CONFIGS / "model" / "hieradapt_varnet.yaml"),
-    "--data.init_args.simulation.size", "32", "--data.init_args.simulation.volumes_per_center", "3",
+    # 6 volumes per center: the held-out center keeps 2 test volumes, one per process, with or without
+    # ../shared/data among the sources (with 3 it kept 1 where the shared data is absent, and rank 1 had none)
+    "--data.init_args.simulation.size", "32", "--data.init_args.simulation.volumes_per_center", "6",
     "--data.init_args.simulation.slices_per_volume", "2", "--data.init_args.num_folds", "2",
     "--model.init_args.net.init_args.num_cascades", "1",
     "--model.init_args.net.init_args.features", "[4, 4, 8, 8, 8, 4]",
