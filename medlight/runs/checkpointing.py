@@ -59,7 +59,7 @@ def run_checkpoints(monitor: tuple[str, str] | None, every_n_steps: int) -> list
     """The checkpoints of every fit: ``best.ckpt`` by the task's ``monitor`` (metric, ``min``/``max``; none
     when the task selects no best, e.g. it tests its final weights), and ``last.ckpt`` written at the end of
     every epoch and every ``every_n_steps`` optimizer steps (0: epochs only), so a killed run loses little."""
-    out = []
+    out: list[ModelCheckpoint] = []
     if monitor is not None:
         metric, mode = monitor
         out.append(

@@ -185,12 +185,12 @@ def load_study(folder: str | Path) -> Study:
     runs_by_budget = {}
     for budget, budget_args in budgets.items():
         runs = []
-        for variant, (configs, args, external, member) in variants.items():
+        for variant, (configs, args, external, ensembled) in variants.items():
             if external is not None:
                 runs.append(Run(variant, {}, [], {}, external))
                 continue
-            if member is not None:
-                runs += _ensemble_runs(variant, member, grid, path)
+            if ensembled is not None:
+                runs += _ensemble_runs(variant, ensembled, grid, path)
                 continue
             for values in itertools.product(*(f["values"] for f in grid.values())):
                 point = dict(zip(grid, values))
