@@ -72,7 +72,34 @@ def brats() -> Path:
     return root
 
 
-SETS = {"hippocampus_3d": hippocampus_3d, "hippocampus_2d": hippocampus_2d, "brats": brats}
+def hippocampus_slices() -> Path:
+    """Slice classification: every sagittal (axis 0) slice of the hippocampus volumes as an 8-bit PNG, in class
+    folders ``absent`` / ``present`` (hippocampus in the slice or not); file names start with the case, so the
+    split is patient-wise."""
+    root = WORK / "hippocampus_slices"
+    if not (root / "present").is_dir():
+        spec = json.loads((hippocampus_3d() / "dataset.json").read_text())
+        for sub in ("absent", "present"):
+            (root / sub).mkdir(parents=True, exist_ok=True)
+        for entry in spec["training"]:
+            image = np.asarray(nib.load(str(hippocampus_3d() / entry["image"])).dataobj, dtype=np.float32)
+            label = np.asarray(nib.load(str(hippocampus_3d() / entry["label"])).dataobj, dtype=np.uint8)
+            lo, hi = np.percentile(image, [0.5, 99.5])
+            pixels = (np.clip((image - lo) / max(hi - lo, 1e-6), 0, 1) * 255).astype(np.uint8)
+            case = Path(entry["image"]).name.split(".")[0].replace("_", "")
+            for k in range(label.shape[0]):
+                name = "present" if label[k].any() else "absent"
+                Image.fromarray(pixels[k]).save(root / name / f"{case}_s{k:02d}.png")
+    return root
+
+
+SETS = {
+    "hippocampus_3d": hippocampus_3d,
+    "hippocampus_2d": hippocampus_2d,
+    "brats": brats,
+    "hippocampus_slices": hippocampus_slices,
+}
+CLASSIFICATION = {"hippocampus_slices"}
 
 
 def run(command: list[str], log: Path) -> float:
@@ -111,10 +138,12 @@ def bench(name: str, budget: float, out: Path) -> dict:
     summary = json.loads((folder / "medlight" / "metrics" / "test_summary.json").read_text())
     steps = json.loads((folder / "plan" / "plan.json").read_text())
     max_steps = next(c["value"] for c in steps["choices"] if c["name"] == "max_steps")
+    classify = name in CLASSIFICATION
+    script = "monai_classification_baseline.py" if classify else "monai_baseline.py"
     base_s = run(
         [
             *py,
-            str(HERE / "monai_baseline.py"),
+            str(HERE / script),
             str(folder / "plan"),
             "--budget-minutes",
             str(budget),
@@ -124,8 +153,13 @@ def bench(name: str, budget: float, out: Path) -> dict:
         folder / "baseline.log",
     )
     baseline = json.loads((folder / "baseline.json").read_text())
+    if classify:  # slice ROC AUC (threshold-free); the script's images, medlight's slices: the same test images
+        summary = {**summary, "dice": summary["slice_auc"], "cases": summary["slices"]}
+        summary["postprocessing"] = f"patient threshold {summary.get('patient_threshold')}"
+        baseline = {**baseline, "dice": baseline["auc"]}
     return {
         "set": name,
+        "metric": "slice AUC" if classify else "Dice",
         "planned_dice": summary["dice"],
         "planned_wall_s": round(fit_s, 1),
         "planned_steps": max_steps,
@@ -159,20 +193,30 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "plan_benchmark")
     parser.add_argument("--report", type=Path, help="also write the Markdown table here")
     args = parser.parse_args()
-    rows = [bench(name, args.budget_minutes, args.out) for name in args.sets]
+    rows = []
+    for name in args.sets:
+        try:
+            rows.append(bench(name, args.budget_minutes, args.out))
+        except (subprocess.CalledProcessError, OSError, KeyError, ValueError) as error:  # the other sets still run
+            rows.append({"set": name, "failed": f"{type(error).__name__}: {error} (logs in {args.out / name})"})
+        (args.out / name).mkdir(parents=True, exist_ok=True)
+        (args.out / name / "result.json").write_text(json.dumps(rows[-1], indent=1))
+    done = [r for r in rows if "failed" not in r]
     lines = [
         f"Budget: {args.budget_minutes:g} minutes of wall time each (fit + validation + test), CPU.",
         f"Machine: {machine()}.",
         "",
-        "| data set | test cases | planned medlight Dice | steps | wall s | plain MONAI Dice | steps | wall s |"
+        "| data set | test cases | metric | planned medlight | steps | wall s | plain MONAI | steps | wall s |"
         " plan s | post-processing chosen |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
         *[
-            f"| {r['set']} | {r['test_cases']} | {r['planned_dice']:.3f} | {r['planned_steps']} | {r['planned_wall_s']}"
+            f"| {r['set']} | {r['test_cases']} | {r['metric']}"
+            f" | {r['planned_dice']:.3f} | {r['planned_steps']} | {r['planned_wall_s']}"
             f" | {r['baseline_dice']:.3f} | {r['baseline_steps']} | {r['baseline_wall_s']} | {r['plan_s']}"
             f" | {r['postprocessing']} |"
-            for r in rows
+            for r in done
         ],
+        *[f"| {r['set']} | failed: {r['failed']} |" for r in rows if "failed" in r],
     ]
     text = "\n".join(lines) + "\n"
     print(text)

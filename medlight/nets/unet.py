@@ -12,6 +12,7 @@ Inputs of any size are padded to a multiple of the total stride and the output i
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -33,7 +34,8 @@ class EncoderDecoderUNet(nn.Module):
         strides: downsampling stride of each level. ``len(channels) - 1`` values: the first level works at
             full resolution (the textbook UNet). ``len(channels)`` values: the first level already
             downsamples and a transposed convolution restores full resolution before the head, as MONAI's
-            UNet does; several times cheaper on CPU, since no stage convolves at full resolution.
+            UNet does; several times cheaper on CPU, since no stage convolves at full resolution. A stride is
+            an int or one value per axis (e.g. ``[2, 2, 1]`` keeps a coarse slice axis).
         residual: residual units instead of plain double convolutions.
         attention: attention gates on the skip connections.
         norm: normalisation layer name (MONAI naming: ``instance``, ``batch``, ...).
@@ -47,7 +49,7 @@ class EncoderDecoderUNet(nn.Module):
         in_channels: int = 1,
         out_channels: int = 2,
         channels: Sequence[int] = (16, 32, 64, 128),
-        strides: Sequence[int] = (2, 2, 2),
+        strides: Sequence[int | Sequence[int]] = (2, 2, 2),
         norm: str = "instance",
         act: str = "prelu",
         dropout: float = 0.0,
@@ -62,9 +64,10 @@ class EncoderDecoderUNet(nn.Module):
             )
         strides = [1, *strides] if len(strides) == len(channels) - 1 else list(strides)
         self.spatial_dims, self.in_channels, self.out_channels = spatial_dims, in_channels, out_channels
-        self.total_stride = int(torch.tensor(strides).prod())
+        per_axis = [[s] * spatial_dims if isinstance(s, int) else list(s) for s in strides]
+        self.total_stride = [math.prod(s[a] for s in per_axis) for a in range(spatial_dims)]
 
-        def stage(c_in: int, c_out: int, stride: int) -> nn.Module:
+        def stage(c_in: int, c_out: int, stride: int | Sequence[int]) -> nn.Module:
             if residual:
                 return ResidualUnit(
                     spatial_dims, c_in, c_out, strides=stride, subunits=2, act=act, norm=norm, dropout=dropout
@@ -76,7 +79,7 @@ class EncoderDecoderUNet(nn.Module):
 
         levels = list(channels)
 
-        def up(c_in: int, c_out: int, stride: int) -> nn.Module:
+        def up(c_in: int, c_out: int, stride: int | Sequence[int]) -> nn.Module:
             return Convolution(
                 spatial_dims,
                 c_in,
@@ -94,7 +97,7 @@ class EncoderDecoderUNet(nn.Module):
             stage(c_in, c_out, s) for c_in, c_out, s in zip([in_channels, *levels[:-1]], levels, strides)
         )
         self.up = nn.ModuleList(up(levels[i + 1], levels[i], strides[i + 1]) for i in range(len(levels) - 1))
-        self.final_up = up(levels[0], levels[0], strides[0]) if strides[0] > 1 else nn.Identity()
+        self.final_up = up(levels[0], levels[0], strides[0]) if max(per_axis[0]) > 1 else nn.Identity()
         self.gates = nn.ModuleList(
             AttentionBlock(spatial_dims, f_int=max(levels[i] // 2, 1), f_g=levels[i], f_l=levels[i])
             if attention
@@ -107,7 +110,7 @@ class EncoderDecoderUNet(nn.Module):
     def forward_features(self, x: Tensor) -> Tensor:
         """Decoder features at full resolution (the input of ``head``)."""
         size = x.shape[2:]
-        pad = [p for s in reversed(size) for p in (0, (-s) % self.total_stride)]
+        pad = [p for s, t in zip(reversed(size), reversed(self.total_stride)) for p in (0, (-s) % t)]
         x = F.pad(x, pad) if any(pad) else x
         skips = []
         for block in self.encoder:

@@ -19,7 +19,9 @@ from medlight.data.segmentation import SegmentationDataModule
 from medlight.keys import Key
 from medlight.ops.inference import Inference, build_inferer, predict_probabilities
 
-MARGIN = 0.2  # share of the budget left unplanned: machine noise, checkpoints, logging
+# Share of the budget left unplanned (machine noise, checkpoints, logging). The estimate has erred on the slow
+# side: a 10-minute hippocampus plan estimated 480 s and its fit took 401 s; a 3-minute one 144 s and 138 s.
+MARGIN = 0.1
 STARTUP_S = 20.0  # imports, CLI parsing, trainer set-up (measured about 10-20 s on a 2-core CPU)
 EVAL_FACTOR = 1.5  # a validation case costs its sliding-window inference times this (metrics, HD95)
 TEST_FACTOR = 2.5  # a test case: inference, mapping to the source geometry, metrics, saving, post-processing

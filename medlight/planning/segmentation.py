@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
 import math
 import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from monai.networks.nets import DynUNet
+from torch import nn
 
 from medlight.data.segmentation import Augmentation, Preprocessing, SegmentationDataModule
 from medlight.planning import budget, rules
@@ -59,13 +60,7 @@ def plan_geometry(
     width = rules.filters(len(strides), len(patch), accelerator)
     post = rules.postprocessing_candidates(fp, geometry.spacing)
     label_map = rules.label_map(fp)
-    topology = Choice(
-        "network",
-        {"kernel_size": kernels, "strides": strides},
-        f"MONAI DynUNet, {len(strides)} levels: nnU-Net's pooling rule (pool an axis while its feature map stays "
-        ">= 4 and its spacing <= 2x the finest; kernel 1 on a still-coarse axis); no deep supervision (departure: "
-        "the task's loss takes one output)",
-    )
+    topology = rules.network(kernels, strides, accelerator)
     oversampling = Choice(
         "foreground_oversampling",
         rules.FOREGROUND_OVERSAMPLING,
@@ -92,23 +87,13 @@ def plan_geometry(
     if not fp.labels_declared:  # labels are declared as the values after label_map (what the check sees)
         mapping = label_map or {}
         data_args["labels"] = {mapping.get(int(k), int(k)): v for k, v in fp.labels.items()}
-    net_args = {
-        "spatial_dims": len(patch),
-        "in_channels": fp.in_channels,
-        "out_channels": len(fp.labels),
-        "kernel_size": kernels,
-        "strides": strides,
-        "upsample_kernel_size": strides[1:],
-        "filters": width.value,
-        "norm_name": "instance",
-        "res_block": False,
-    }
+    net_class, net_args = network_args(topology.value, width.value, len(patch), fp.in_channels, len(fp.labels))
     datamodule = SegmentationDataModule(
         **{k: v for k, v in data_args.items() if k not in ("preprocessing", "augmentation")},
         preprocessing=Preprocessing(**_tuples(preprocessing)),
         augmentation=Augmentation(**aug.value),
     )
-    timing = budget.measure(datamodule, DynUNet(**net_args), accelerator)
+    timing = budget.measure(datamodule, build_network(net_class, net_args), accelerator)
     splits = datamodule.splits
     assert splits is not None
     n_train, n_val = len(splits.train_ids(0)), len(splits.val_ids(0))
@@ -126,7 +111,7 @@ def plan_geometry(
         "model": {
             "class_path": "medlight.tasks.SegmentationTask",
             "init_args": {
-                "net": {"class_path": "monai.networks.nets.DynUNet", "init_args": net_args},
+                "net": {"class_path": net_class, "init_args": net_args},
                 "loss": {"class_path": "monai.losses.DiceCELoss", "init_args": {"to_onehot_y": True, "softmax": True}},
                 "inference": {"overlap": 0.5, "mirror_axes": mirror},
                 "postprocessing_candidates": post.value[1:],
@@ -161,6 +146,23 @@ def plan_geometry(
         budget_minutes,
         accelerator,
     )
+
+
+def network_args(
+    topology: dict[str, Any], widths: list[int], dims: int, in_channels: int, out_channels: int
+) -> tuple[str, dict[str, Any]]:
+    """The network's class path and init args from the planned topology and widths."""
+    args = {k: v for k, v in topology.items() if k != "class_path"}
+    common = {"spatial_dims": dims, "in_channels": in_channels, "out_channels": out_channels}
+    if topology["class_path"] == "monai.networks.nets.DynUNet":
+        dyn = {"filters": widths, "norm_name": "instance", "res_block": False}
+        return topology["class_path"], {**common, **args, **dyn}
+    return topology["class_path"], {**common, "channels": widths, **args}
+
+
+def build_network(class_path: str, args: dict[str, Any]) -> nn.Module:
+    module, name = class_path.rsplit(".", 1)
+    return getattr(importlib.import_module(module), name)(**args)
 
 
 def _trainer(accelerator: str, plan: budget.Schedule) -> dict[str, Any]:

@@ -66,3 +66,11 @@ def test_one_training_step_reduces_loss_and_reaches_every_parameter(net_cls) -> 
 def test_bad_strides_are_rejected() -> None:
     with pytest.raises(ValueError, match="strides"):
         UNet(3, 1, 2, channels=(8, 16, 32), strides=(2,))
+
+
+@pytest.mark.parametrize("net_cls", NETS)
+def test_per_axis_strides_keep_a_coarse_axis_and_any_size(net_cls) -> None:
+    net = net_cls(3, 1, 3, channels=(4, 8, 16, 16), strides=([2, 2, 1], [2, 2, 2], [2, 2, 1], 1))
+    assert net.total_stride == [8, 8, 2]
+    x = torch.randn(1, 1, 37, 30, 5)
+    assert net(x).shape == (1, 3, 37, 30, 5)

@@ -5,9 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
+import torch
 
 from medlight.planning import rules
 from medlight.planning.fingerprint import CaseFacts, Fingerprint
+from medlight.planning.segmentation import build_network, network_args
 
 
 def make_fp(spacings, shapes, channels=("MRI",), dims=3, eight_bit=False, labels=None) -> Fingerprint:
@@ -43,6 +46,22 @@ def test_topology_waits_with_the_coarse_axis_and_keeps_feature_maps_at_least_4()
     size = np.array([160, 160, 20]) / np.prod(np.array(strides), axis=0)
     assert size.min() >= rules.MIN_FEATURE_MAP
     assert len(strides) - 1 <= rules.MAX_POOLS[3]
+
+
+@pytest.mark.parametrize("accelerator", ["cpu", "gpu"], ids=["cpu_layout", "dynunet_layout"])
+def test_planned_networks_keep_full_resolution_on_an_anisotropic_patch(accelerator: str) -> None:
+    patch = [64.0, 64.0, 8.0]
+    kernels, strides = rules.topology(patch, [0.8, 0.8, 4.0])
+    choice = rules.network(kernels, strides, accelerator)
+    net_class, args = network_args(choice.value, [4, 8, 16, 16, 16][: len(strides)], 3, 2, 3)
+    if accelerator == "cpu":  # the first stage strided; the same total stride per axis as nnU-Net's
+        assert net_class == "medlight.nets.ResUNet"
+        assert np.prod(args["strides"], axis=0).tolist() == np.prod(strides, axis=0).tolist()
+        assert args["strides"][0] == strides[1] and args["strides"][-1] == [1, 1, 1]
+    else:
+        assert net_class == "monai.networks.nets.DynUNet" and args["upsample_kernel_size"] == strides[1:]
+    net = build_network(net_class, args)
+    assert net(torch.randn(1, 2, *map(int, patch))).shape == (1, 3, 64, 64, 8)
 
 
 def test_patch_fits_the_step_budget_and_batch_is_at_least_2() -> None:
