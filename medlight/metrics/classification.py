@@ -47,16 +47,21 @@ def youden_threshold(score: Tensor, target: Tensor) -> float:
     return float(thresholds[best]) - 1e-7  # binary_roc counts score >= threshold as positive; diagnosis uses >
 
 
-def classification_metrics(probs: Tensor, labels: Tensor, positive: int = 1) -> dict[str, float]:
-    """Accuracy (argmax over all classes), sensitivity, specificity and AUC for the positive class.
+def classification_metrics(
+    probs: Tensor, labels: Tensor, positive: int = 1, threshold: float | None = None
+) -> dict[str, float]:
+    """Accuracy, sensitivity, specificity and AUC for the positive class, of slices or of patients' mean
+    probabilities alike; decisions by :func:`diagnose` (argmax, or ``positive`` above ``threshold``).
 
     Args:
         probs: (N, classes) class probabilities.
         labels: (N,) class indices.
         positive: the class to detect.
+        threshold: decision threshold on the positive class's probability; None: argmax.
     """
-    out = binary_rates(probs.argmax(1) == positive, labels == positive)
-    out["accuracy"] = float((probs.argmax(1) == labels).float().mean()) if len(labels) else math.nan
+    decision = diagnose(probs, positive, threshold)
+    out = binary_rates(decision == positive, labels == positive)
+    out["accuracy"] = float((decision == labels).float().mean()) if len(labels) else math.nan
     out["auc"] = auc(probs[:, positive], labels == positive)
     return out
 
@@ -77,24 +82,14 @@ def patient_probabilities(probs: Tensor, patient: Tensor) -> tuple[Tensor, Tenso
     return patients, sums / counts[:, None]
 
 
-def patient_diagnosis(mean_probs: Tensor, positive: int = 1, threshold: float | None = None) -> Tensor:
-    """Patient classes from mean probabilities: argmax, or ``positive`` where its probability > threshold."""
+def diagnose(probs: Tensor, positive: int = 1, threshold: float | None = None) -> Tensor:
+    """Classes from probabilities: argmax, or ``positive`` where its probability > threshold (else the most
+    probable other class)."""
     if threshold is None:
-        return mean_probs.argmax(1)
-    rest = mean_probs.clone()
+        return probs.argmax(1)
+    rest = probs.clone()
     rest[:, positive] = -1.0
-    return torch.where(mean_probs[:, positive] > threshold, positive, rest.argmax(1))
-
-
-def patient_metrics(
-    mean_probs: Tensor, labels: Tensor, positive: int = 1, threshold: float | None = None
-) -> dict[str, float]:
-    """Accuracy, sensitivity, specificity and AUC of patient diagnoses (see :func:`patient_diagnosis`)."""
-    diagnosis = patient_diagnosis(mean_probs, positive, threshold)
-    out = binary_rates(diagnosis == positive, labels == positive)
-    out["accuracy"] = float((diagnosis == labels).float().mean()) if len(labels) else math.nan
-    out["auc"] = auc(mean_probs[:, positive], labels == positive)
-    return out
+    return torch.where(probs[:, positive] > threshold, positive, rest.argmax(1))
 
 
 class SlicePredictions(Metric):

@@ -98,8 +98,8 @@ def plan_classification(root: Path, budget_minutes: float, accelerator: str, out
         Choice(
             "decision_threshold",
             "Youden's J on validation",
-            "the patient threshold maximising sensitivity + "
-            "specificity - 1 on the validation fold, stored in the checkpoint and used at test (not 0.5)",
+            "the patient threshold and the slice threshold maximising sensitivity + specificity - 1 on the "
+            "validation fold, stored in the checkpoint and used at test (not 0.5)",
         ),
     ]
     source = {"csv": str(root.resolve())} if root.suffix.lower() == ".csv" else {"image_folder": str(root.resolve())}

@@ -18,8 +18,7 @@ from medlight.losses.abn import AttentionLossSchedule, abn_loss
 from medlight.metrics.classification import (
     SlicePredictions,
     classification_metrics,
-    patient_diagnosis,
-    patient_metrics,
+    diagnose,
     patient_probabilities,
     youden_threshold,
 )
@@ -46,12 +45,15 @@ class ABNClassificationTask(MedlightTask):
             this; None: argmax of the mean softmax.
         threshold_on_validation: choose that threshold at every validation by Youden's J over the validation
             patients (stored in the checkpoint, logged as ``val/threshold``, used at test instead of
-            ``patient_threshold``). Needs a validation fold apart from the test set (``cross_validate: false``).
+            ``patient_threshold``), and a slice threshold the same way over the validation slices (logged as
+            ``val/slice_threshold``; slice metrics otherwise take the argmax). Needs a validation fold apart
+            from the test set (``cross_validate: false``).
         overlays_per_class: slices per class drawn in the attention overlays at test.
         **kwargs: optimizer, scheduler and loss-guard settings of :class:`MedlightTask`.
     """
 
-    chosen_threshold: Tensor  # a buffer, with threshold_on_validation only
+    chosen_threshold: Tensor  # buffers, with threshold_on_validation only
+    chosen_slice_threshold: Tensor
 
     def __init__(
         self,
@@ -73,6 +75,7 @@ class ABNClassificationTask(MedlightTask):
         if threshold_on_validation:  # a buffer only then: checkpoints of other runs keep their keys
             self.register_buffer("chosen_threshold", torch.tensor(-1.0))  # -1: not chosen yet (NaN would fail the
             # checkpoint's non-finite weight check)
+            self.register_buffer("chosen_slice_threshold", torch.tensor(-1.0))
         self.overlays_per_class = overlays_per_class
         self.alpha: float | None = None
         self.val_store = SlicePredictions()
@@ -160,6 +163,10 @@ class ABNClassificationTask(MedlightTask):
             if not math.isnan(chosen):
                 self.chosen_threshold.fill_(chosen)
                 self.log("val/threshold", chosen, sync_dist=False)
+            chosen = youden_threshold(state["probs"][:, self.positive_class], state["labels"] == self.positive_class)
+            if not math.isnan(chosen):
+                self.chosen_slice_threshold.fill_(chosen)
+                self.log("val/slice_threshold", chosen, sync_dist=False)
         summary = self._summarise(state)
         self.log_dict({f"val/{k}": v for k, v in summary.items() if not math.isnan(v)}, sync_dist=False)
 
@@ -169,6 +176,19 @@ class ABNClassificationTask(MedlightTask):
         if self.threshold_on_validation and float(self.chosen_threshold) >= 0:
             return float(self.chosen_threshold)
         return self.patient_threshold
+
+    @property
+    def slice_threshold(self) -> float | None:
+        """The slice threshold chosen on validation, or None (argmax)."""
+        if self.threshold_on_validation and float(self.chosen_slice_threshold) >= 0:
+            return float(self.chosen_slice_threshold)
+        return None
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Checkpoints written before slice thresholds existed load with none chosen."""
+        state = checkpoint.get("state_dict", {})
+        if self.threshold_on_validation and "chosen_threshold" in state:
+            state.setdefault("chosen_slice_threshold", torch.tensor(-1.0))
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
         att_logits, per_logits, att_map = self.net(batch[Key.IMAGE])
@@ -187,10 +207,10 @@ class ABNClassificationTask(MedlightTask):
     def _summarise(self, state: dict[str, Tensor]) -> dict[str, float]:
         """Slice metrics (``slice_*``) and patient metrics (``patient_*``) of collected predictions."""
         probs, labels, patients = state["probs"], state["labels"], state["patients"]
-        slices = classification_metrics(probs, labels, self.positive_class)
+        slices = classification_metrics(probs, labels, self.positive_class, self.slice_threshold)
         ids, mean_probs = patient_probabilities(probs, patients)
         truth = torch.stack([_patient_label(labels[patients == p], self.positive_class) for p in ids])
-        per_patient = patient_metrics(mean_probs, truth, self.positive_class, self.decision_threshold)
+        per_patient = classification_metrics(mean_probs, truth, self.positive_class, self.decision_threshold)
         return {
             **{f"slice_{k}": v for k, v in slices.items()},
             **{f"patient_{k}": v for k, v in per_patient.items()},
@@ -212,7 +232,11 @@ class ABNClassificationTask(MedlightTask):
         self.log_per_case("test", rows)
         write_table(_slice_rows(state, ids), self.layout.table("test_slices.csv"))
         cases = int(torch.unique(state["patients"]).numel())
-        threshold = {"patient_threshold": self.decision_threshold} if self.threshold_on_validation else {}
+        threshold = (
+            {"patient_threshold": self.decision_threshold, "slice_threshold": self.slice_threshold}
+            if self.threshold_on_validation
+            else {}
+        )
         self.set_summary("test", {"cases": cases, "slices": len(state["labels"]), **summary, **threshold})
         panels = [p for label in sorted(self._panels) for p in self._panels[label]]
         if panels:
@@ -248,7 +272,7 @@ def _patient_label(labels: Tensor, positive: int) -> Tensor:
 def _patient_rows(state: dict, ids: list[str], names: list[str], positive: int, threshold: float | None) -> list[dict]:
     probs, labels, patients = state["probs"], state["labels"], state["patients"]
     index, mean_probs = patient_probabilities(probs, patients)
-    diagnosis = patient_diagnosis(mean_probs, positive, threshold)
+    diagnosis = diagnose(mean_probs, positive, threshold)
     rows = []
     for p, mean, diag in zip(index.tolist(), mean_probs, diagnosis.tolist()):
         own = patients == p
