@@ -28,6 +28,8 @@ TEST_FACTOR = 2.5  # a test case: inference, mapping to the source geometry, met
 VALIDATION_SHARE = 0.1  # validations take at most this share of the budget
 MAX_VALIDATIONS = 10
 MIN_STEPS = 10
+# Timing: steps after warm-up until both counts are reached (short timings scatter by +-30% on a shared CPU).
+WARMUP_STEPS, MIN_TIMED_STEPS, MIN_TIMED_S, MAX_TIMED_STEPS = 3, 10, 6.0, 40
 
 
 @dataclass
@@ -47,11 +49,10 @@ class Schedule:
     val_check_interval: int
     estimate_s: dict[str, float]
     reason: str
+    fit_s: float  # wall-clock cap on training and validations (trainer.max_time): a slow step cannot overrun
 
 
-def measure(
-    data: SegmentationDataModule, net: nn.Module, accelerator: str, warmup: int = 2, min_steps: int = 5
-) -> Timing:
+def measure(data: SegmentationDataModule, net: nn.Module, accelerator: str) -> Timing:
     """Time training steps of ``net`` on patches from ``data``'s own training pipeline, and one inference."""
     device = torch.device("cuda" if accelerator == "gpu" else "cpu")
     data._describe()
@@ -67,7 +68,7 @@ def measure(
     optimizer = torch.optim.AdamW(net.parameters(), lr=1e-3)
     times: list[float] = []
     batches = iter(_forever(loader))
-    for step in range(warmup + 20):
+    for step in range(WARMUP_STEPS + MAX_TIMED_STEPS):
         _sync(device)
         start = time.perf_counter()
         batch = next(batches)
@@ -77,9 +78,9 @@ def measure(
         loss.backward()
         optimizer.step()
         _sync(device)
-        if step >= warmup:
+        if step >= WARMUP_STEPS:
             times.append(time.perf_counter() - start)
-        if len(times) >= min_steps and sum(times) > 3.0:
+        if timed_enough(times):
             break
     val_ids = data.splits.val_ids(data.fold) or train_ids
     case = data.eval_transform()(data.items(val_ids[:1])[0])
@@ -122,7 +123,13 @@ def schedule(budget_s: float, timing: Timing, n_train: int, n_val: int, n_test: 
         f"{steps} steps, {validations} validation(s), leaving a {MARGIN:.0%} margin of the {budget_s / 60:g}-minute "
         f"budget (estimate: {estimate}){note}"
     )
-    return Schedule(steps, validations, interval, estimate, reason)
+    fit_s = max(train_s, 0.0) + validations * val_cost
+    reason += f"; fit stops at {fit_s:.0f} s of training and validation even if steps remain (trainer.max_time)"
+    return Schedule(steps, validations, interval, estimate, reason, fit_s)
+
+
+def timed_enough(times: list[float]) -> bool:
+    return len(times) >= MIN_TIMED_STEPS and sum(times) > MIN_TIMED_S
 
 
 def _forever(loader):

@@ -159,7 +159,7 @@ def _measure(data: ClassificationDataModule, net: torch.nn.Module, accelerator: 
     schedule = AttentionLossSchedule()
     times: list[float] = []
     batches = budget._forever(data.train_dataloader())
-    for step in range(22):
+    for step in range(budget.WARMUP_STEPS + budget.MAX_TIMED_STEPS):
         start = time.perf_counter()
         batch = next(batches)
         image = batch[Key.IMAGE].to(device).as_subclass(torch.Tensor)
@@ -178,9 +178,9 @@ def _measure(data: ClassificationDataModule, net: torch.nn.Module, accelerator: 
         terms["loss"].backward()
         optimizer.step()
         budget._sync(device)
-        if step >= 2:
+        if step >= budget.WARMUP_STEPS:
             times.append(time.perf_counter() - start)
-        if len(times) >= 5 and sum(times) > 3.0:
+        if budget.timed_enough(times):
             break
     step_s = sorted(times)[len(times) // 2]
     per_image = step_s / 3 / max(1, data.batch_size)  # a forward pass costs about a third of a training step

@@ -170,6 +170,7 @@ def _trainer(accelerator: str, plan: budget.Schedule) -> dict[str, Any]:
         "accelerator": accelerator,
         "devices": 1,
         "max_steps": plan.max_steps,
+        "max_time": lightning_duration(plan.fit_s),
         "max_epochs": -1,
         "val_check_interval": plan.val_check_interval,
         "check_val_every_n_epoch": None,
@@ -181,6 +182,12 @@ def _trainer(accelerator: str, plan: budget.Schedule) -> dict[str, Any]:
     else:
         trainer["precision"] = "16-mixed"  # nnU-Net trains with mixed precision
     return {"trainer": trainer, "checkpoint_every_n_steps": max(1, math.ceil(plan.max_steps / 4))}
+
+
+def lightning_duration(seconds: float) -> str:
+    """Lightning's "DD:HH:MM:SS" (at least one second)."""
+    total = max(1, int(seconds))
+    return f"{total // 86400:02d}:{total // 3600 % 24:02d}:{total // 60 % 60:02d}:{total % 60:02d}"
 
 
 def _tuples(prep: dict[str, Any]) -> dict[str, Any]:
