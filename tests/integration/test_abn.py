@@ -109,4 +109,4 @@ def test_threshold_chosen_on_validation_is_stored_and_used_at_test(tmp_path: Pat
     slice_chosen = log.dropna(subset=["val/slice_threshold"])["val/slice_threshold"]
     assert len(slice_chosen)  # validation slices of both classes: a slice threshold is always chosen here
     assert any(summary["slice_threshold"] == pytest.approx(float(v), abs=1e-5) for v in slice_chosen)
-    assert "chosen_slice_threshold" in torch.load(run / "checkpoints" / "best.ckpt", weights_only=True)["state_dict"]
+    assert "chosen_slice_threshold" in torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
