@@ -58,7 +58,7 @@ def measure(data: SegmentationDataModule, net: nn.Module, accelerator: str) -> T
     data._describe()
     assert data.splits is not None
     train_ids = data.splits.train_ids(data.fold)
-    items = data.items(train_ids[: min(8, len(train_ids))])
+    items = data.items(train_ids[: max(8, data.batch_size)])  # enough cases for full batches: a short one times low
     start = time.perf_counter()
     cached = data.cached(items, data.eval_transform(), "plan")
     load_s = (time.perf_counter() - start) / max(1, len(items))
