@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -55,16 +56,20 @@ def hippocampus_2d() -> Path:
 
 
 def brats() -> Path:
-    """An MSD view (links, not copies) of the BraTS 2015 subset: FLAIR and T1c as channels _0000/_0001."""
+    """An MSD layout of the BraTS 2015 subset: FLAIR and T1c as channels _0000/_0001. The files are copied to
+    /tmp, outside the repository (medlight refuses symbolic links that leave a dataset folder); the licence
+    (non-commercial) allows local benchmarks that read ../shared/data, never a copy in the project."""
     root = WORK / "brats"
+    if root.is_dir() and any(p.is_symlink() for p in (root / "imagesTr").iterdir()):
+        shutil.rmtree(root)  # an older view made of links
     if not (root / "dataset.json").is_file():
         (root / "imagesTr").mkdir(parents=True, exist_ok=True)
         (root / "labelsTr").mkdir(parents=True, exist_ok=True)
         training = []
         for folder in sorted((SHARED / "brats2015_subset").glob("*/brats_*")):
             for c, name in enumerate(("Flair_subtrMeanDivStd.nii.gz", "T1c_subtrMeanDivStd.nii.gz")):
-                (root / "imagesTr" / f"{folder.name}_{c:04d}.nii.gz").symlink_to(folder / name)
-            (root / "labelsTr" / f"{folder.name}.nii.gz").symlink_to(folder / "OTMultiClass.nii.gz")
+                shutil.copyfile(folder / name, root / "imagesTr" / f"{folder.name}_{c:04d}.nii.gz")
+            shutil.copyfile(folder / "OTMultiClass.nii.gz", root / "labelsTr" / f"{folder.name}.nii.gz")
             training.append({"image": f"./imagesTr/{folder.name}.nii.gz", "label": f"./labelsTr/{folder.name}.nii.gz"})
         labels = {"0": "background", "1": "necrosis", "2": "edema", "3": "non_enhancing", "4": "enhancing"}
         spec = {"modality": {"0": "FLAIR", "1": "T1c"}, "labels": labels, "training": training}
