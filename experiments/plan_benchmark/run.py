@@ -160,7 +160,8 @@ def bench(name: str, budget: float, out: Path) -> dict:
     baseline = json.loads((folder / "baseline.json").read_text())
     if classify:  # slice ROC AUC (threshold-free); the script's images, medlight's slices: the same test images
         summary = {**summary, "dice": summary["slice_auc"], "cases": summary["slices"]}
-        summary["postprocessing"] = f"patient threshold {summary.get('patient_threshold')}"
+        threshold = summary.get("slice_threshold")
+        summary["postprocessing"] = f"slice threshold {threshold:.3f} (validation)" if threshold else "argmax"
         baseline = {**baseline, "dice": baseline["auc"]}
     return {
         "set": name,
