@@ -199,8 +199,9 @@ def topology(patch: list[float], spacing: list[float]) -> tuple[list[list[int]],
 def network(kernels: list[list[int]], strides: list[list[int]], accelerator: str) -> Choice:
     """nnU-Net's network: a plain U-Net whose first stage convolves at full resolution (MONAI ``DynUNet`` with the
     kernels and strides of :func:`topology`). On a CPU that stage and its decoder twin are most of the compute
-    (3.7x the step time of the same levels with the first stage strided: 0.49 s against 0.13 s for 2 patches of
-    40x56x40, measured on a 2-core CPU), and a budget of minutes buys only a few hundred such steps. There the
+    (3.6x the step time of the same levels with the first stage strided for 2 patches of 40x56x40, 1.8x for 32
+    images of 56x40: ``experiments/perf/unet_layouts.py`` on a 2-core CPU), and a budget of minutes buys only a
+    few hundred such steps. There the
     first stage downsamples and a transposed convolution restores full resolution before the head, as in MONAI's
     ``UNet`` (medlight ``ResUNet``: residual stages, 3x3(x3) kernels), with nnU-Net's pooling per axis."""
     if accelerator == "gpu":
@@ -220,7 +221,7 @@ def network(kernels: list[list[int]], strides: list[list[int]], accelerator: str
     reason = (
         f"medlight ResUNet, {len(strides)} levels with nnU-Net's pooling per axis, the first stage strided "
         "(MONAI UNet's layout; departure: on CPU nnU-Net's full-resolution stage costs several times the step time, "
-        "measured 3.7x, so the budget buys several times the steps); 3x3(x3) kernels, no deep supervision"
+        "measured 3.6x in 3D and 1.8x in 2D, so the budget buys more steps); 3x3(x3) kernels, no deep supervision"
     )
     return Choice("network", value, reason)
 
