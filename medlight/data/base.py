@@ -84,10 +84,12 @@ class MedlightDataModule(LightningDataModule):
         random_transform: Compose,
         batch_size: int | None = None,
         collate_fn: Callable = list_data_collate,
+        weights: Sequence[float] | None = None,
     ) -> DataLoader:
-        """Training loader: seeded per-epoch order and per-draw augmentation seeds, resumable mid-epoch."""
+        """Training loader: seeded per-epoch order and per-draw augmentation seeds, resumable mid-epoch;
+        ``weights``: draw items in proportion to them (see :class:`EpochSampler`)."""
         batch_size = batch_size or self.batch_size
-        sampler = EpochSampler(base, seed=self.seed, rank=self.rank)
+        sampler = EpochSampler(base, seed=self.seed, rank=self.rank, weights=weights)
         if self._resume.get("batches_per_epoch"):
             epoch, done = divmod(self._resume["batches_total"], self._resume["batches_per_epoch"])
             sampler.resume_at(epoch, done * batch_size)

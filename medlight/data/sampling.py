@@ -9,7 +9,7 @@ and continues with exactly the batches an uninterrupted run would have seen.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -34,12 +34,24 @@ class EpochSampler(DistributedSampler):
         seed: base seed of order and augmentation.
         rank: process rank, mixed into the augmentation seeds.
         shuffle: permute each epoch (else sequential order).
+        weights: per-item draw weights: each epoch then draws ``len(data)`` items with replacement in
+            proportion to them (e.g. inverse class frequencies for class-balanced batches), seeded as the order.
     """
 
-    def __init__(self, data: Dataset, seed: int = 0, rank: int = 0, shuffle: bool = True) -> None:
+    def __init__(
+        self,
+        data: Dataset,
+        seed: int = 0,
+        rank: int = 0,
+        shuffle: bool = True,
+        weights: Sequence[float] | None = None,
+    ) -> None:
         super().__init__(data, num_replicas=1, rank=0, shuffle=shuffle, seed=seed, drop_last=False)
         self.process_rank = rank
         self._resume: tuple[int, int] | None = None
+        self.weights = None if weights is None else torch.as_tensor(weights, dtype=torch.double)
+        if self.weights is not None and (len(self.weights) != len(data) or not bool((self.weights >= 0).all())):  # type: ignore[arg-type]
+            raise ValueError("EpochSampler weights need one non-negative weight per item")
 
     def resume_at(self, epoch: int, draws: int) -> None:
         """When iterating epoch ``epoch``, skip its first ``draws`` items (they were trained before)."""
@@ -47,8 +59,11 @@ class EpochSampler(DistributedSampler):
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         n = len(self.dataset)  # type: ignore[arg-type]
-        if self.shuffle:
-            order = torch.randperm(n, generator=torch.Generator().manual_seed(draw_seed(self.seed, self.epoch)))
+        generator = torch.Generator().manual_seed(draw_seed(self.seed, self.epoch))
+        if self.weights is not None:
+            order = torch.multinomial(self.weights, n, replacement=True, generator=generator)
+        elif self.shuffle:
+            order = torch.randperm(n, generator=generator)
         else:
             order = torch.arange(n)
         start = 0

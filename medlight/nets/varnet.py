@@ -82,14 +82,31 @@ class VarNet(nn.Module):
         return [m for m in self.modules() if isinstance(m, HierarchicalAdapter)]
 
     def forward_kspace(
-        self, masked: Tensor, mask: Tensor, centers: Sequence[str] | None = None, protocols: Sequence[str] | None = None
+        self,
+        masked: Tensor,
+        mask: Tensor,
+        centers: Sequence[str] | None = None,
+        protocols: Sequence[str] | None = None,
+        calibration: tuple[Tensor, Tensor] | None = None,
     ) -> Tensor:
-        """Reconstructed coil k-space (B, coils, H, W, 2) from undersampled k-space and its (B, 1, 1, W, 1) mask."""
+        """Reconstructed coil k-space (B, coils, H, W, 2) from undersampled k-space and its (B, 1, 1, W, 1) mask.
+
+        ``calibration``: (k-space, mask) the sensitivity maps are estimated from, when not the input itself
+        (SSDU feeds the network a subset of the acquired lines, but the maps come from all of them, as the
+        paper's ESPIRiT maps do).
+        """
         mask = mask.bool()
         if mask.shape[0] > 1 and not bool((mask == mask[:1]).all()):  # the sensitivity model needs one mask
             return torch.cat(
                 [
-                    self.forward_kspace(masked[i : i + 1], mask[i : i + 1], *_pick(i, centers, protocols))
+                    self.forward_kspace(
+                        masked[i : i + 1],
+                        mask[i : i + 1],
+                        *_pick(i, centers, protocols),
+                        calibration=None
+                        if calibration is None
+                        else (calibration[0][i : i + 1], calibration[1][i : i + 1]),
+                    )
                     for i in range(masked.shape[0])
                 ]
             )
@@ -99,7 +116,8 @@ class VarNet(nn.Module):
         for adapter in self.adapters():
             adapter.route = routes
         try:
-            sens = self.sens_net(masked, mask[:1])
+            calib_kspace, calib_mask = calibration if calibration is not None else (masked, mask)
+            sens = self.sens_net(calib_kspace, calib_mask.bool()[:1])
             kspace = masked.clone()
             for cascade in self.cascades:
                 kspace = cascade(kspace, masked, mask, sens)
@@ -126,5 +144,7 @@ class ZeroFilled(nn.Module):
         return rss(ifft2c(masked))
 
 
-def _pick(i: int, centers: Sequence[str] | None, protocols: Sequence[str] | None) -> tuple:
+def _pick(
+    i: int, centers: Sequence[str] | None, protocols: Sequence[str] | None
+) -> tuple[list[str] | None, list[str] | None]:
     return (None if centers is None else [centers[i]]), (None if protocols is None else [protocols[i]])

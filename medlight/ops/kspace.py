@@ -132,14 +132,20 @@ def scanner_mask(width: int, spacing: int, center_lines: int, kind: MaskKind = "
 
 
 def ssdu_split(
-    mask: Tensor, loss_fraction: float = 0.4, keep_center: int | None = None, seed: int = 0
+    mask: Tensor,
+    loss_fraction: float = 0.4,
+    keep_center: int | None = None,
+    seed: int = 0,
+    density: Literal["uniform", "gaussian"] = "uniform",
 ) -> tuple[Tensor, Tensor]:
     """Split a (W,) sampling mask into disjoint data-consistency and loss masks (SSDU, Yaman et al. 2020).
 
-    ``loss_fraction`` of the sampled lines, drawn uniformly at random outside the fully sampled centre
-    (``keep_center`` lines, default: the contiguous centre block of the mask, see :func:`center_lines`),
-    form the loss mask; all other sampled lines, the centre included, form the data-consistency mask.
-    The two are disjoint and together are exactly ``mask``.
+    ``loss_fraction`` of the sampled lines, drawn at random outside a protected centre (``keep_center`` lines,
+    default: the contiguous centre block of the mask, see :func:`center_lines`), form the loss mask; all other
+    sampled lines, the protected centre included, form the data-consistency mask. The two are disjoint and
+    together are exactly ``mask``. ``density``: ``uniform`` over the candidates, or ``gaussian`` around the
+    centre line with standard deviation W / 4 (the SSDU paper's selection), which puts more loss lines where
+    the signal is and less on noise-dominated outer k-space.
     """
     m = mask.reshape(-1).bool()
     if not 0 < loss_fraction < 1:
@@ -157,7 +163,12 @@ def ssdu_split(
         protected[mid - keep_center // 2 : mid - keep_center // 2 + keep_center] = True
     candidates = torch.nonzero(m & ~protected).reshape(-1)
     count = min(len(candidates), round(loss_fraction * int(m.sum())))
-    pick = candidates[torch.randperm(len(candidates), generator=torch.Generator().manual_seed(seed % (2**63)))[:count]]
+    generator = torch.Generator().manual_seed(seed % (2**63))
+    if density == "gaussian" and count:
+        weights = torch.exp(-0.5 * ((candidates - mid).double() / (m.numel() / 4)) ** 2)
+        pick = candidates[torch.multinomial(weights, count, replacement=False, generator=generator)]
+    else:
+        pick = candidates[torch.randperm(len(candidates), generator=generator)[:count]]
     loss = torch.zeros_like(m)
     loss[pick] = True
     return m & ~loss, loss

@@ -116,7 +116,7 @@ def plan_geometry(
                 "inference": {"overlap": 0.5, "mirror_axes": mirror},
                 "postprocessing_candidates": post.value[1:],
                 "optimizer": {"class_path": "torch.optim.AdamW", "init_args": {"lr": 0.002, "weight_decay": 3.0e-5}},
-                "scheduler": {"class_path": "medlight.tasks.PolyLR"},
+                "scheduler": {"class_path": "medlight.tasks.PolyLR", "init_args": {"follow_max_time": True}},
             },
         }
     }

@@ -10,6 +10,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from lightning.pytorch import LightningModule
+from lightning.pytorch.callbacks import Timer
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 from torch import Tensor
@@ -82,6 +83,9 @@ class MedlightTask(LightningModule):
         scheduler = self.scheduler_factory(optimizer)
         if hasattr(scheduler, "set_total_steps"):
             scheduler.set_total_steps(int(self.trainer.estimated_stepping_batches))
+        timer = next((c for c in self.trainer.callbacks if isinstance(c, Timer)), None)  # type: ignore[attr-defined]
+        if hasattr(scheduler, "set_time_share") and timer is not None and timer.time_remaining() is not None:
+            scheduler.set_time_share(lambda: _time_share(timer))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": self.scheduler_interval}}
 
     def datamodule_as(self, contract: type, example: str) -> Any:
@@ -232,3 +236,8 @@ class MedlightTask(LightningModule):
             if isinstance(callback, SummaryContributor):
                 summary.update(callback.summary_items(stage, self))
         self.layout.write_summary(stage, summary)
+
+
+def _time_share(timer: Timer) -> float:
+    elapsed, remaining = timer.time_elapsed(), timer.time_remaining()
+    return elapsed / max(elapsed + (remaining or 0.0), 1e-9)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -15,19 +16,32 @@ def default_optimizer(params: Any) -> Optimizer:
 
 
 class PolyLR(LRScheduler):
-    """Polynomial decay ``lr * (1 - step / total_steps) ** power`` (nnU-Net's schedule), stepped per batch.
+    """Polynomial decay ``lr * (1 - progress) ** power`` (nnU-Net's schedule), stepped per batch.
+
+    ``progress`` is ``step / total_steps``; with ``follow_max_time`` it is the larger of that and the share of the
+    trainer's ``max_time`` spent, so a run capped by wall-clock time (a planned fit whose steps ran slower than
+    timed) still ends its decay when the time is up instead of stopping at a high learning rate. That share is
+    read from Lightning's Timer, which a resumed run restores; it makes the schedule depend on the machine's speed.
 
     Args:
         optimizer: the optimizer.
         total_steps: steps over which lr decays to 0; None lets the task fill in the trainer's estimate.
         power: decay exponent.
+        follow_max_time: decay by whichever of steps and ``trainer.max_time`` runs out first.
     """
 
     def __init__(
-        self, optimizer: Optimizer, total_steps: int | None = None, power: float = 0.9, last_epoch: int = -1
+        self,
+        optimizer: Optimizer,
+        total_steps: int | None = None,
+        power: float = 0.9,
+        follow_max_time: bool = False,
+        last_epoch: int = -1,
     ) -> None:
         self.total_steps = total_steps
         self.power = power
+        self.follow_max_time = follow_max_time
+        self._time_share: Callable[[], float] | None = None
         super().__init__(optimizer, last_epoch)
 
     def set_total_steps(self, total_steps: int) -> None:
@@ -35,7 +49,19 @@ class PolyLR(LRScheduler):
         if self.total_steps is None:
             self.total_steps = int(total_steps)
 
+    def set_time_share(self, time_share: Callable[[], float]) -> None:
+        """The share (0 to 1) of the wall-clock budget spent; used only with ``follow_max_time``."""
+        if self.follow_max_time:
+            self._time_share = time_share
+
+    def progress(self) -> float:
+        steps = self.last_epoch / self.total_steps if self.total_steps else 0.0
+        spent = self._time_share() if self._time_share is not None else 0.0
+        return min(1.0, max(steps, spent))
+
     def get_lr(self) -> list[float]:  # type: ignore[override]
-        total = self.total_steps or 1
-        factor = max(0.0, 1.0 - self.last_epoch / total) ** self.power if self.total_steps else 1.0
+        factor = (1.0 - self.progress()) ** self.power
         return [float(base_lr) * factor for base_lr in self.base_lrs]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in super().state_dict().items() if k != "_time_share"}  # a closure: not saved

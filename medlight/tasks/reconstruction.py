@@ -63,6 +63,11 @@ class ReconstructionTask(MedlightTask):
         adaptation: ``supervised`` (image loss against the fully sampled reference) or ``self_supervised``
             (SSDU: k-space loss on held-out sampled lines; needs a network with ``forward_kspace``).
         ssdu_loss_fraction: share of the sampled lines held out for the loss in self-supervised training.
+        ssdu_density: how the held-out lines are drawn (:func:`medlight.ops.kspace.ssdu_split`): ``uniform``,
+            or ``gaussian`` around the k-space centre (the SSDU paper's choice).
+        ssdu_keep_center: centre lines never held out; None: the whole fully sampled centre block. The
+            sensitivity maps are estimated from all acquired lines either way, so a small protected block
+            (the SSDU paper's code keeps 4) lets calibration lines, where the signal is, enter the loss.
         save_examples: test volumes (per process) saved as NIfTI and PNG under ``reconstructions/``.
         **kwargs: optimizer (it gets only the trainable parameters), scheduler and loss-guard settings of
             :class:`MedlightTask`.
@@ -80,6 +85,8 @@ class ReconstructionTask(MedlightTask):
         eval_chunk: int = 8,
         adaptation: Adaptation = "supervised",
         ssdu_loss_fraction: float = 0.4,
+        ssdu_density: Literal["uniform", "gaussian"] = "uniform",
+        ssdu_keep_center: int | None = None,
         save_examples: int = 3,
         **kwargs: Any,
     ) -> None:
@@ -91,6 +98,7 @@ class ReconstructionTask(MedlightTask):
         self.eval_chunk = eval_chunk
         self.val_metrics, self.test_metrics = PerCaseMetrics(), PerCaseMetrics()
         self.adaptation, self.ssdu_loss_fraction, self.save_examples = adaptation, ssdu_loss_fraction, save_examples
+        self.ssdu_density, self.ssdu_keep_center = ssdu_density, ssdu_keep_center
         if adaptation == "self_supervised":
             if not hasattr(net, "forward_kspace"):
                 raise ConfigError(f"adaptation='self_supervised' needs a network with forward_kspace, not {type(net)}")
@@ -201,13 +209,22 @@ class ReconstructionTask(MedlightTask):
         dc, held_out = [], []
         for i in range(masked.shape[0]):
             draw = seed if seed >= 0 else 7919 * self.global_step + i
-            a, b = ssdu_split(mask[min(i, mask.shape[0] - 1)], self.ssdu_loss_fraction, seed=draw)
+            a, b = ssdu_split(
+                mask[min(i, mask.shape[0] - 1)],
+                self.ssdu_loss_fraction,
+                keep_center=self.ssdu_keep_center,
+                seed=draw,
+                density=self.ssdu_density,
+            )
             dc.append(a)
             held_out.append(b)
         shape = (masked.shape[0], 1, 1, masked.shape[-2], 1)
         dc_mask = torch.stack(dc).view(shape).to(masked.device)
         loss_mask = torch.stack(held_out).view(shape).to(masked.device)
-        pred = self.net.forward_kspace(masked * dc_mask, dc_mask, centers, protocols)  # type: ignore[operator]
+        calibration = (masked, mask.bool().expand(masked.shape[0], *mask.shape[1:]))
+        pred = self.net.forward_kspace(  # type: ignore[operator]
+            masked * dc_mask, dc_mask, centers, protocols, calibration=calibration
+        )
         return ssdu_kspace_loss(pred, masked, loss_mask)
 
     def reconstruct_volume(self, batch: dict) -> tuple[Tensor, Tensor]:

@@ -1,3 +1,4 @@
+import pytest
 import torch
 from monai.transforms import Compose, RandGaussianNoised
 from torch.utils.data import DataLoader
@@ -69,3 +70,27 @@ def test_cached_items_stay_untouched() -> None:
     out = data[(0, 123)]
     assert not torch.equal(out["image"], torch.zeros(1, 4, 4))
     assert torch.equal(base[0]["image"], torch.zeros(1, 4, 4)) and set(base[0]) == {"image", "index"}
+
+
+def test_weighted_epochs_draw_in_proportion_and_stay_seeded() -> None:
+    weights = [1.0] * 9 + [9.0]  # item 9 as likely as the nine others together
+    sampler = EpochSampler(Items(), seed=3, weights=weights)
+    draws = []
+    for epoch in range(200):
+        sampler.set_epoch(epoch)
+        draws += [i for i, _ in sampler]
+    assert len(draws) == 2000
+    assert abs(draws.count(9) / len(draws) - 0.5) < 0.05
+    sampler.set_epoch(7)
+    again = EpochSampler(Items(), seed=3, weights=weights)
+    again.set_epoch(7)
+    assert list(again) == list(sampler)
+    again.resume_at(7, 3)
+    assert list(again) == list(sampler)[3:]
+
+
+def test_class_balancing_weights_give_each_class_an_equal_share() -> None:
+    from medlight.data.classification.datamodule import class_balancing_weights
+
+    weights = class_balancing_weights([{"label": 0}] * 8 + [{"label": 1}] * 2)
+    assert sum(weights[:8]) == pytest.approx(sum(weights[8:])) == pytest.approx(1.0)

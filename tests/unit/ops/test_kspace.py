@@ -117,6 +117,22 @@ def test_ssdu_split_is_disjoint_and_covers_every_sampled_line(seed: int) -> None
     assert not torch.equal(loss, ssdu_split(mask, 0.4, seed=seed + 1)[1])  # a fresh split per seed
 
 
+def test_gaussian_ssdu_split_holds_out_calibration_lines_near_the_centre() -> None:
+    from medlight.ops.kspace import scanner_mask, ssdu_split
+
+    mask = scanner_mask(87, 4, 12)  # every 4th line + 12 centre lines, as scanners sample
+    mid, distances = 87 // 2, {"uniform": [], "gaussian": []}
+    for seed in range(20):
+        for density in distances:
+            dc, loss = ssdu_split(mask, 0.4, keep_center=4, seed=seed, density=density)  # type: ignore[arg-type]
+            assert not (dc & loss).any() and torch.equal(dc | loss, mask)
+            assert dc[mid - 2 : mid + 2].all()  # the small protected block
+            assert abs(int(loss.sum()) - 0.4 * int(mask.sum())) <= 1
+            distances[density] += (torch.nonzero(loss).reshape(-1) - mid).abs().tolist()
+    assert any(d < 6 for d in distances["gaussian"])  # calibration lines enter the loss set
+    assert np.mean(distances["gaussian"]) < 0.8 * np.mean(distances["uniform"])  # nearer the centre
+
+
 def test_crop_readout_keeps_the_central_image() -> None:
     from medlight.ops.kspace import crop_readout
 

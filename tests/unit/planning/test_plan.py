@@ -144,6 +144,7 @@ def test_classification_plan_trains_for_two_steps_with_a_validation_threshold(tm
     assert model["threshold_on_validation"] is True
     data = yaml.safe_load((out / "data.yaml").read_text())["data"]["init_args"]
     assert data["image_size"] == [64, 64] and data["cross_validate"] is False
+    assert data["balance_classes"] is True  # a third are lesions: minority oversampled
     run = tmp_path / "run"
     assert (
         main(["fit", "--plan", str(out), "--trainer.max_steps", "2", "--trainer.default_root_dir", str(run), *QUIET])
