@@ -270,9 +270,21 @@ def plan_main(argv: list[str]) -> int:
     parser.add_argument("--accelerator", choices=["cpu", "gpu"], default="cpu")
     parser.add_argument("--out", type=Path, help="plan folder (default: plans/<dataset name>)")
     parser.add_argument("--labels", type=json.loads, help="label values and names for folder layouts (JSON)")
+    parser.add_argument(
+        "--slices",
+        type=int,
+        metavar="AXIS",
+        help="classify the 2D slices across this volume axis (positive: holds foreground) instead of segmenting",
+    )
+    parser.add_argument(
+        "--positive-labels", type=int, nargs="+", help="with --slices: label values that make a slice positive"
+    )
     args = parser.parse_args(argv)
     labels = {int(k): v for k, v in args.labels.items()} if args.labels else None
-    for folder in plan(args.dataset, args.budget_minutes, args.accelerator, args.out, labels):
+    folders = plan(
+        args.dataset, args.budget_minutes, args.accelerator, args.out, labels, args.slices, args.positive_labels
+    )
+    for folder in folders:
         print(f"wrote {folder}/plan.md; train with: medlight fit --plan {folder}")
     return 0
 

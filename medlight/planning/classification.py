@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,8 @@ import numpy as np
 import torch
 
 from medlight.data.classification import ClassificationDataModule
-from medlight.data.datalist import IMAGE_DIRS
+from medlight.data.classification.slices import VolumeSlices
+from medlight.data.datalist import IMAGE_DIRS, discover
 from medlight.data.integrity import read_volume
 from medlight.errors import DatasetError
 from medlight.keys import Key
@@ -53,7 +55,20 @@ def _files(root: Path) -> list[tuple[Path, str]]:
     return [(p, d.name) for d in sorted(root.iterdir()) if d.is_dir() for p in _images(d)]
 
 
-def plan_classification(root: Path, budget_minutes: float, accelerator: str, out: Path) -> Path:
+@dataclass
+class Source:
+    """What a classification plan reads: the data module's source arguments and what sizes the plan."""
+
+    data_args: dict[str, Any]
+    shapes: list[tuple[int, int]]  # (H, W) per image; per volume for slices of volumes
+    channels: int  # 0: known once the slices are read
+    counts: dict[str, int] | None  # images per class; None: known once the slices are labelled
+    units: int  # patients (or volumes) the folds split
+    rule: str  # how images and labels are found, for plan.md
+
+
+def image_source(root: Path) -> Source:
+    """A folder of class sub-folders, or a CSV, of 2D images."""
     files = _files(root)
     if not files:
         raise DatasetError(f"{root}: no images found")
@@ -64,13 +79,58 @@ def plan_classification(root: Path, budget_minutes: float, accelerator: str, out
         channels.append(array.shape[2] if array.ndim == 3 else 1)
     labels = [label for _, label in files]
     counts = {name: labels.count(name) for name in sorted(set(labels))}
+    args = {"csv": str(root.resolve())} if root.suffix.lower() == ".csv" else {"image_folder": str(root.resolve())}
+    rule = "a CSV of images and labels" if "csv" in args else "one sub-folder of images per class"
+    return Source(args, shapes, int(np.median(channels)), counts, len(files), rule)
+
+
+def slice_source(root: Path, axis: int, positive_labels: list[int], labels: dict[int, str] | None = None) -> Source:
+    """The 2D slices across ``axis`` of a segmentation data set's volumes, positive when they hold a label in
+    ``positive_labels`` (empty: any foreground)."""
+    cases = [c for c in discover(root, labels).cases if c.label is not None]
+    if not cases:
+        raise DatasetError(f"{root}: no labelled volumes to take slices from")
+    shapes = []
+    for case in cases:
+        shape = read_volume(case.label).array.shape  # type: ignore[arg-type]
+        if len(shape) != 3 or not 0 <= axis < 3:
+            raise DatasetError(f"{case.label}: --slices {axis} needs 3D volumes, found shape {shape}")
+        shapes.append(tuple(int(n) for i, n in enumerate(shape) if i != axis))
+    spec = {"dataset": str(root.resolve()), "axis": axis, "positive_labels": positive_labels}
+    which = f"label {positive_labels}" if positive_labels else "any foreground label"
+    rule = f"slices across axis {axis} of {len(cases)} volumes, positive when they hold {which}"
+    return Source({"volumes": spec}, shapes, 0, None, len(cases), rule)  # type: ignore[arg-type]
+
+
+def plan_classification(source: Source, budget_minutes: float, accelerator: str, out: Path) -> Path:
     low, high = SIZE_LIMITS[accelerator]
-    median: np.ndarray = np.median(np.array(shapes), axis=0)
+    median: np.ndarray = np.median(np.array(source.shapes), axis=0)
     size = [int(min(high, max(low, 32 * round(s / 32)))) for s in median]
     batch = int(min(64, max(8, STEP_VOXELS[(accelerator, 2)] // math.prod(size))))
     width = WIDTH[accelerator]
-    split = split_settings(len(files))
+    split = split_settings(source.units)
+    augmentation = {"flip_prob": 0.5, "flip_axis": 1, "scale_prob": 0.3, "noise_prob": 0.1}
+    data_args: dict[str, Any] = {
+        **source.data_args,
+        "image_size": size,
+        "split_file": str((out / "splits.json").resolve()),
+        **split,
+        "cross_validate": False,
+        "batch_size": batch,
+    }
+    volumes = {"volumes": VolumeSlices(**data_args["volumes"])} if "volumes" in data_args else {}
+    datamodule = ClassificationDataModule(**{**data_args, **volumes})
+    counts, channels = source.counts, source.channels
+    if counts is None:  # slices: labelled by the rule as they are read
+        datamodule.setup("fit")
+        labels = [datamodule.class_names[it["label"]] for it in datamodule.items]
+        counts = {name: labels.count(name) for name in datamodule.class_names}
+        channels = int(datamodule.items[0]["image"].shape[0])
+    if min(counts.values()) == 0:
+        raise DatasetError(f"{source.rule}: no image of class {min(counts, key=counts.__getitem__)!r}")
     balanced = min(counts.values()) < max(counts.values())
+    datamodule.balance_classes = data_args["balance_classes"] = balanced
+    data_args["augmentation"] = augmentation
     choices = [
         Choice(
             "input_size",
@@ -80,14 +140,14 @@ def plan_classification(root: Path, budget_minutes: float, accelerator: str, out
         ),
         Choice(
             "normalisation",
-            "z-score per image and channel",
+            "z-score per image and channel" + (" (per volume, for slices of volumes)" if volumes else ""),
             "what the classification data module does (inside the organ mask when there is one)",
         ),
         Choice("batch_size", batch, f"{STEP_VOXELS[(accelerator, 2)]:,} pixels per step, 8-64 images"),
         Choice("width", width, f"ResNet-18 attention branch network, width {width} ({accelerator})"),
         Choice(
             "augmentation",
-            {"flip_prob": 0.5, "flip_axis": 1, "scale_prob": 0.3, "noise_prob": 0.1},
+            augmentation,
             "left-right flips, intensity scaling and noise (SliceAugmentation offers no rotation or zoom)",
         ),
         Choice(
@@ -110,21 +170,7 @@ def plan_classification(root: Path, budget_minutes: float, accelerator: str, out
             "validation fold, stored in the checkpoint and used at test (not 0.5)",
         ),
     ]
-    source = {"csv": str(root.resolve())} if root.suffix.lower() == ".csv" else {"image_folder": str(root.resolve())}
-    data_args: dict[str, Any] = {
-        **source,
-        "image_size": size,
-        "split_file": str((out / "splits.json").resolve()),
-        **{k: v for k, v in split.items()},
-        "cross_validate": False,
-        "batch_size": batch,
-        "balance_classes": balanced,
-        "augmentation": {"flip_prob": 0.5, "flip_axis": 1, "scale_prob": 0.3, "noise_prob": 0.1},
-    }
-    datamodule = ClassificationDataModule(
-        **{k: v for k, v in data_args.items() if k != "augmentation"},
-    )
-    net_args: dict[str, Any] = {"in_channels": int(np.median(channels)), "num_classes": len(counts), "width": width}
+    net_args: dict[str, Any] = {"in_channels": channels, "num_classes": len(counts), "width": width}
     timing = _measure(datamodule, AttentionBranchNetwork(**net_args), accelerator)
     n_val = len(datamodule.stage_items("val"))
     n_test = len(datamodule.stage_items("test"))
@@ -144,11 +190,12 @@ def plan_classification(root: Path, budget_minutes: float, accelerator: str, out
     }
     facts = {
         "fingerprint": {
-            "dataset": str(root),
-            "images": len(files),
+            "source": source.rule,
+            **source.data_args,
+            "images": sum(counts.values()),
             "classes": counts,
             "median_size": [int(s) for s in median],
-            "channels": int(np.median(channels)),
+            "channels": channels,
         },
         "timing": vars(timing),
         "estimate_s": plan.estimate_s,

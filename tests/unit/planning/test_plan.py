@@ -152,3 +152,26 @@ def test_classification_plan_trains_for_two_steps_with_a_validation_threshold(tm
     )
     summary = json.loads((run / "metrics" / "test_summary.json").read_text())
     assert "patient_threshold" in summary and summary["cases"] >= 1
+
+
+def test_slices_of_volumes_plan_a_classifier_that_fit_accepts(tmp_path: Path) -> None:
+    root = msd(tmp_path / "volumes", 8, (20, 24, 16), (1.0, 1.0, 2.0))
+    out = tmp_path / "plan"
+    args = ["plan", str(root), "--slices", "2", "--budget-minutes", "1", "--out", str(out)]
+    assert main(args) == 0
+    data = yaml.safe_load((out / "data.yaml").read_text())["data"]["init_args"]
+    assert data["volumes"] == {"dataset": str(root.resolve()), "axis": 2, "positive_labels": []}
+    assert data["image_size"] == [64, 64]  # in-plane 20 x 24, raised to the smallest input
+    assert "slices across axis 2 of 8 volumes" in (out / "plan.md").read_text()
+    counts = json.loads((out / "plan.json").read_text())["fingerprint"]["classes"]
+    assert set(counts) == {"negative", "positive"} and sum(counts.values()) == 8 * 16
+    run = tmp_path / "run"
+    fit = ["fit", "--plan", str(out), "--trainer.max_steps", "2", "--trainer.default_root_dir", str(run), *QUIET]
+    assert main(fit) == 0
+    assert (run / "metrics" / "test_summary.json").is_file()
+
+
+def test_positive_labels_without_slices_is_a_clear_error(tmp_path: Path, capsys) -> None:
+    root = msd(tmp_path / "volumes", 2, (12, 12, 8), (1.0, 1.0, 1.0))
+    assert main(["plan", str(root), "--positive-labels", "1", "--out", str(tmp_path / "p")]) != 0
+    assert "--slices" in capsys.readouterr().err
