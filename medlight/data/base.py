@@ -16,6 +16,7 @@ from monai.transforms import Compose
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from medlight.data.sampling import EpochSampler, SeededAugmentDataset
+from medlight.errors import ConfigError
 
 log = logging.getLogger(__name__)
 CacheMode = Literal["memory", "disk", "none"]
@@ -63,8 +64,18 @@ class MedlightDataModule(LightningDataModule):
         )
         return parts[self.rank]
 
-    def eval_share(self, items: Sequence[dict]) -> list[dict]:
-        """This rank's evaluation items: disjoint, unpadded, so each case is scored once overall."""
+    def eval_share(self, items: Sequence[dict], stage: str = "evaluation") -> list[dict]:
+        """This rank's evaluation items: disjoint, unpadded, so each case is scored once overall.
+
+        Raises:
+            ConfigError: fewer cases than processes; a process without a case would leave Lightning's
+                collective calls waiting or failing deep inside (seen with a 1-volume test set under DDP).
+        """
+        if 0 < len(items) < self.world_size:
+            raise ConfigError(
+                f"{len(items)} {stage} case(s) for {self.world_size} processes: each process needs at least one; "
+                f"run with at most {len(items)} devices (--trainer.devices) or give the {stage} split more cases"
+            )
         return list(items)[self.rank :: self.world_size]
 
     # -- datasets and loaders ------------------------------------------------------------------------

@@ -251,8 +251,9 @@ class ClassificationDataModule(MedlightDataModule):
 
     def stage_items(self, stage: str) -> list[dict]:
         ids = set(self.stage_ids(stage))
-        share = self.train_share if stage == "train" else self.eval_share
-        units = share(sorted(ids))  # type: ignore[arg-type]  # the shares work on any items, here unit ids
+        # the shares work on any items, here unit (patient) ids
+        ordered: list = sorted(ids)
+        units = self.train_share(ordered) if stage == "train" else self.eval_share(ordered, f"{stage} patient")
         return [it for it in self.items if it["unit"] in set(units)]
 
     def train_dataloader(self) -> DataLoader:

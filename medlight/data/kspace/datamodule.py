@@ -210,7 +210,7 @@ class KspaceDataModule(MedlightDataModule):
 
     def _eval(self, part: str) -> DataLoader:
         transform = self._undersample(fixed=True)
-        items = [transform(v) for v in self._volumes(self.eval_share(self.parts[part]))]
+        items = [transform(v) for v in self._volumes(self.eval_share(self.parts[part], part))]
         return self.eval_loader(_ListDataset(items), collate_fn=default_collate)
 
     def val_dataloader(self) -> DataLoader:

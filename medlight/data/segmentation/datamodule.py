@@ -240,15 +240,15 @@ class SegmentationDataModule(MedlightDataModule):
             train = self.train_share(self._part("training", self.splits.train_ids(self.fold)))
             self._datasets["train"] = self.cached(train, self.eval_transform(), "train")
         if stage in ("fit", "validate", None) and "val" not in self._datasets:
-            val = self.eval_share(self._part("validation", self.splits.val_ids(self.fold)))
+            val = self.eval_share(self._part("validation", self.splits.val_ids(self.fold)), "validation")
             self._datasets["val"] = self.cached(val, self.eval_transform(), "val")
         if stage in ("test", None) and "test" not in self._datasets:
             test_ids = self.splits.test or self.splits.val_ids(self.fold)
-            test = self.eval_share(self._part("test", test_ids))
+            test = self.eval_share(self._part("test", test_ids), "test")
             self._datasets["test"] = self.cached(test, self.eval_transform(keep_original_label=True), "test")
         if stage == "predict" and "predict" not in self._datasets:
             self._datasets["predict"] = self.cached(
-                self.eval_share(self._predict_items()), self.eval_transform(with_label=False), "predict"
+                self.eval_share(self._predict_items(), "prediction"), self.eval_transform(with_label=False), "predict"
             )
 
     def _part(self, name: str, ids: Sequence[str]) -> list[dict]:

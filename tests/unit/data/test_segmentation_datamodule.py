@@ -115,6 +115,16 @@ def test_each_rank_caches_only_its_share(msd_dataset: Path) -> None:
     assert sorted(val0 + val1) == sorted(i["case_id"] for i in dm._datasets["val"].data)
 
 
+def test_more_processes_than_test_cases_is_a_clear_error(msd_dataset: Path) -> None:
+    dm = make_dm(msd_dataset)
+    dm.setup("fit")
+    cases = len(dm.splits.test or dm.splits.val_ids(dm.fold))  # type: ignore[union-attr]
+    dm = make_dm(msd_dataset)
+    dm.trainer = SimpleNamespace(global_rank=0, world_size=cases + 1, current_epoch=0)  # type: ignore[assignment]
+    with pytest.raises(ConfigError, match=rf"{cases} test case\(s\) for {cases + 1} processes.*--trainer.devices"):
+        dm.setup("test")
+
+
 def test_preprocessing_options(msd_dataset: Path) -> None:
     dm = make_dm(
         msd_dataset,
