@@ -10,6 +10,8 @@ variants:                                    # what is compared; each adds confi
     configs: [configs/data/hippocampus_3d.yaml, configs/model/attention_res_unet_3d.yaml]
     args: {model.init_args.inference.overlap: 0.5}
     after: unet_3d                           # optional: starts only once that variant's runs have finished
+    budgets: {cpu: {trainer.max_epochs: 24}}  # optional: this variant's arguments under a budget (after the
+                                             # budget's own and the variant's args)
 grid:                                        # every combination is run for every variant
   fold: {keys: [data.init_args.fold], values: [0, 1, 2]}
   seed: {keys: [seed_everything, data.init_args.seed], values: [0, 1]}
@@ -182,10 +184,13 @@ def load_study(folder: str | Path) -> Study:
     baseline = raw.get("baseline")
     if baseline is not None and baseline not in variants:
         raise ConfigError(f"{path}: baseline {baseline!r} is not a variant ({sorted(variants)})")
+    for name, variant_spec in variants.items():
+        if unknown_budgets := sorted(set(variant_spec[4]) - set(budgets)):
+            raise ConfigError(f"{path}: variant {name!r} sets budgets {unknown_budgets} the study lacks")
     runs_by_budget = {}
     for budget, budget_args in budgets.items():
         runs = []
-        for variant, (configs, args, external, ensembled) in variants.items():
+        for variant, (configs, args, external, ensembled, per_budget) in variants.items():
             if external is not None:
                 runs.append(Run(variant, {}, [], {}, external))
                 continue
@@ -195,7 +200,8 @@ def load_study(folder: str | Path) -> Study:
             for values in itertools.product(*(f["values"] for f in grid.values())):
                 point = dict(zip(grid, values))
                 point_args = {k: v for f, v in zip(grid.values(), values) for k in f["keys"]}
-                runs.append(Run(variant, point, base + configs, {**(budget_args or {}), **args, **point_args}))
+                overrides = {**(budget_args or {}), **args, **per_budget.get(budget, {}), **point_args}
+                runs.append(Run(variant, point, base + configs, overrides))
         runs_by_budget[budget] = runs
     return Study(
         folder,
@@ -250,12 +256,12 @@ def _resolve(rel: str, folder: Path, root: Path, path: Path) -> Path:
     raise ConfigError(f"{path}: config {rel!r} found neither in {folder} nor in {root}")
 
 
-def _variant(spec: Any, folder: Path, root: Path, path: Path) -> tuple[list[Path], dict, dict | None, str | None]:
-    """(configs, args, external, ensembled variant) of a variant's entry."""
+def _variant(spec: Any, folder: Path, root: Path, path: Path) -> tuple[list[Path], dict, dict | None, str | None, dict]:
+    """(configs, args, external, ensembled variant, per-budget args) of a variant's entry."""
     if isinstance(spec, dict) and "ensemble" in spec:
         if set(spec) - {"ensemble", "after"} or not isinstance(spec["ensemble"], str):
             raise ConfigError(f"{path}: a fold ensemble variant is {{ensemble: <variant>}}")
-        return [], {}, None, spec["ensemble"]
+        return [], {}, None, spec["ensemble"], {}
     if isinstance(spec, dict) and "external" in spec:
         if set(spec) - {"external", "reference", "labels"}:
             raise ConfigError(
@@ -269,16 +275,19 @@ def _variant(spec: Any, folder: Path, root: Path, path: Path) -> tuple[list[Path
             external["reference"] = locate(spec["reference"])
         if spec.get("labels"):
             external["labels"] = {int(k): str(v) for k, v in spec["labels"].items()}
-        return [], {}, external, None
+        return [], {}, external, None, {}
     if isinstance(spec, list):
         spec = {"configs": spec}
-    if not isinstance(spec, dict) or set(spec) - {"configs", "args", "after"}:
+    if not isinstance(spec, dict) or set(spec) - {"configs", "args", "after", "budgets"}:
         raise ConfigError(
-            f"{path}: a variant is a list of configs, {{configs: [...], args: {{...}}, after: ...}} or "
-            "{external: folder} or {ensemble: variant}"
+            f"{path}: a variant is a list of configs, {{configs: [...], args: {{...}}, after: ..., budgets: "
+            "{<budget>: {...}}} or {external: folder} or {ensemble: variant}"
         )
     configs = [_resolve(p, folder, root, path) for p in spec.get("configs", [])]
-    return configs, dict(spec.get("args") or {}), None, None
+    per_budget = spec.get("budgets") or {}
+    if not isinstance(per_budget, dict) or not all(isinstance(v, dict) for v in per_budget.values()):
+        raise ConfigError(f"{path}: a variant's budgets are {{<budget>: {{key: value}}}}")
+    return configs, dict(spec.get("args") or {}), None, None, per_budget
 
 
 def _after(name: str, spec: Any, variants: dict, path: Path) -> list[str]:

@@ -301,6 +301,8 @@ class ReconstructionTask(MedlightTask):
                 self.log("val/lamda", float(self.net.lamda), sync_dist=False)  # type: ignore[arg-type]
             if self.adaptation == "self_supervised":
                 self.log("val/kspace_loss", kspace_loss, sync_dist=False)
+            if not any(p.requires_grad for p in self.net.parameters()):
+                self.trainer.should_stop = True  # zero-filled, SENSE, CS: after the lamda choice nothing changes
         self.log_overlays("val/reconstructions", reconstruction_rgb)
 
     def _choose_lamda(self) -> tuple[Tensor, Tensor]:

@@ -55,3 +55,17 @@ def test_train_then_adapt_to_a_new_center_with_a_frozen_backbone(tmp_path: Path)
     d_keys = [k for k in after if ".center.D." in k and k.endswith("up.weight")]
     universal = [k.replace(".center.D.", ".universal.") for k in d_keys]
     assert any(not torch.equal(after[k], before[u]) for k, u in zip(d_keys, universal))  # D trained from universal
+
+
+def test_a_parameter_free_reconstruction_fits_for_one_validation_only(tmp_path: Path) -> None:
+    args = ["fit", "--config", str(CONFIGS / "data" / "kspace_sim.yaml")]
+    args += ["--config", str(CONFIGS / "model" / "zero_filled.yaml"), "--config", str(CONFIGS / "trainer" / "cpu.yaml")]
+    pairs = zip(TINY[::2], TINY[1::2])  # the net's settings do not apply to zero-filled
+    args += [a for flag, value in pairs if not flag.startswith("--model.") for a in (flag, value)]
+    args += ["--trainer.limit_train_batches", "2"]
+    args += ["--trainer.max_steps", "40", "--trainer.log_every_n_steps", "1"]  # 20 epochs if nothing stopped it
+    args += ["--data.init_args.simulation.out_dir", str(tmp_path / "sim"), "--trainer.default_root_dir", str(tmp_path)]
+    assert run_cli(args) == 0
+    rows = (tmp_path / "metrics.csv").read_text().splitlines()
+    column = rows[0].split(",").index("val/ssim")
+    assert sum(1 for r in rows[1:] if r.split(",")[column]) == 1  # nothing trains: the fit ends after it

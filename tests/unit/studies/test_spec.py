@@ -88,6 +88,19 @@ def test_bad_study_files(tmp_path: Path, content: dict, message: str) -> None:
         load_study(tmp_path / "elsewhere")
 
 
+def test_a_variant_can_set_its_own_arguments_under_one_budget(tmp_path: Path) -> None:
+    variants = {
+        "short": [],
+        "long": {"args": {"trainer.max_steps": 7}, "budgets": {"cpu": {"trainer.max_steps": 20}}},
+    }
+    budgets = {"cpu": {"trainer.max_steps": 10}, "smoke": {"trainer.max_steps": 2}}
+    study = load_study(write_study(tmp_path, variants=variants, budgets=budgets))
+    steps = {budget: {r.variant: r.args["trainer.max_steps"] for r in study.runs(budget)} for budget in budgets}
+    assert steps == {"cpu": {"short": 10, "long": 20}, "smoke": {"short": 2, "long": 7}}
+    with pytest.raises(ConfigError, match=r"budgets \['gpu'\] the study lacks"):
+        load_study(write_study(tmp_path, variants={"a": {"budgets": {"gpu": {}}}}, budgets=budgets))
+
+
 def test_unknown_budget(tmp_path: Path) -> None:
     study = load_study(write_study(tmp_path, variants={"a": []}, budgets={"cpu": {}}))
     with pytest.raises(ConfigError, match="no budget 'gpu'"):
