@@ -28,10 +28,10 @@ QUICK = [
     "2",
     "--trainer.max_epochs",
     "1",
-    "--trainer.limit_val_batches",
-    "1",
+    "--trainer.limit_val_batches",  # 2, not 1: the CLI reads "1" as 1.0, which Lightning takes for 100%
+    "2",
     "--trainer.limit_test_batches",
-    "1",
+    "2",
     "--trainer.enable_progress_bar",
     "false",
     "--trainer.check_val_every_n_epoch",

@@ -99,7 +99,7 @@ RECONSTRUCTION = [
     "--model.init_args.net.init_args.features", "[4, 4, 8, 8, 8, 4]",
     "--model.init_args.net.init_args.sens_features", "[2, 2, 4, 4, 4, 2]",
 ]  # fmt: skip
-STEPS = ["--trainer.max_steps", "3", "--trainer.max_epochs", "-1", "--trainer.limit_val_batches", "1"]
+STEPS = ["--trainer.max_steps", "3", "--trainer.max_epochs", "-1", "--trainer.limit_val_batches", "2"]
 
 
 def test_reconstruction_with_adapters_then_adaptation(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ TINY = [
     "--model.init_args.net.init_args.features", "[4, 4, 8, 8, 8, 4]",
     "--model.init_args.net.init_args.sens_features", "[2, 2, 4, 4, 4, 2]",
     "--trainer.max_steps", "2", "--trainer.max_epochs", "-1",
-    "--trainer.limit_val_batches", "1", "--trainer.limit_test_batches", "1",
+    "--trainer.limit_val_batches", "2", "--trainer.limit_test_batches", "2",
     "--trainer.check_val_every_n_epoch", "1", "--trainer.enable_progress_bar", "false",
     "--tracking.wandb", "disabled",
 ]  # fmt: skip
