@@ -115,6 +115,13 @@ def run(command: list[str], log: Path) -> float:
     return time.perf_counter() - start
 
 
+def fit(folder: Path, args: list[str]) -> float:
+    """``medlight fit ARGS`` into ``folder/medlight`` (no dashboard, no progress bar); its wall seconds."""
+    quiet = ["--tracking.wandb", "disabled", "--trainer.enable_progress_bar", "false"]
+    command = [sys.executable, "-m", "medlight", "fit", *args, "--trainer.default_root_dir", str(folder / "medlight")]
+    return run([*command, *quiet], folder / "fit.log")
+
+
 def bench(name: str, budget: float, out: Path) -> dict:
     dataset = SETS[name]()
     folder = out / name
@@ -124,23 +131,7 @@ def bench(name: str, budget: float, out: Path) -> dict:
         [*py, "-m", "medlight", "plan", str(dataset), "--budget-minutes", str(budget), "--out", str(folder / "plan")],
         folder / "plan.log",
     )
-    fit_s = run(
-        [
-            *py,
-            "-m",
-            "medlight",
-            "fit",
-            "--plan",
-            str(folder / "plan"),
-            "--trainer.default_root_dir",
-            str(folder / "medlight"),
-            "--tracking.wandb",
-            "disabled",
-            "--trainer.enable_progress_bar",
-            "false",
-        ],
-        folder / "fit.log",
-    )
+    fit_s = fit(folder, ["--plan", str(folder / "plan")])
     summary = json.loads((folder / "medlight" / "metrics" / "test_summary.json").read_text())
     steps = json.loads((folder / "plan" / "plan.json").read_text())
     max_steps = next(c["value"] for c in steps["choices"] if c["name"] == "max_steps")
@@ -191,26 +182,8 @@ def make_main_at_budget(out: Path) -> dict:
     folder = out / "hippocampus_3d_make_main"
     folder.mkdir(parents=True, exist_ok=True)
     configs = [a for c in MAKE_MAIN for a in ("--config", c)]
-    fit_s = run(
-        [
-            sys.executable,
-            "-m",
-            "medlight",
-            "fit",
-            *configs,
-            "--trainer.max_time",
-            max_time,
-            "--model.init_args.scheduler.init_args.follow_max_time",
-            "true",
-            "--trainer.default_root_dir",
-            str(folder / "medlight"),
-            "--tracking.wandb",
-            "disabled",
-            "--trainer.enable_progress_bar",
-            "false",
-        ],
-        folder / "fit.log",
-    )
+    time_share = ["--trainer.max_time", max_time, "--model.init_args.scheduler.init_args.follow_max_time", "true"]
+    fit_s = fit(folder, [*configs, *time_share])
     summary = json.loads((folder / "medlight" / "metrics" / "test_summary.json").read_text())
     with (folder / "medlight" / "metrics.csv").open() as f:
         steps = max(int(row["step"]) for row in csv.DictReader(f))
