@@ -24,6 +24,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import yaml
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[2]
@@ -177,8 +178,7 @@ def make_main_at_budget(out: Path) -> dict:
     """``make main``'s hand-tuned configuration, stopped at the planned hippocampus_3d fit's ``max_time`` (the
     same share of the budget for fit and validations), its poly decay following that time as the plan's does."""
     planned = out / "hippocampus_3d"
-    trainer = (planned / "plan" / "trainer.yaml").read_text()
-    max_time = trainer.split("max_time: '", 1)[1].split("'", 1)[0]
+    max_time = yaml.safe_load((planned / "plan" / "trainer.yaml").read_text())["trainer"]["max_time"]
     folder = out / "hippocampus_3d_make_main"
     folder.mkdir(parents=True, exist_ok=True)
     configs = [a for c in MAKE_MAIN for a in ("--config", c)]
