@@ -22,6 +22,7 @@ import hashlib
 import json
 import logging
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -394,7 +395,11 @@ def main(argv: list[str] | None = None) -> int:
         if not argv or argv[0] in ("-h", "--help") or argv[0] not in LIGHTNING_SUBCOMMANDS:
             print(USAGE, end="")
             return 0 if argv and argv[0] in ("-h", "--help") else 2
-        cli = MedlightCLI(args=argv) if argv != sys.argv[1:] else MedlightCLI()
+        with warnings.catch_warnings():
+            # args differ from sys.argv when --plan was expanded (or main is called from Python): intended here,
+            # so Lightning's warning about passing both would only alarm the user
+            warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
+            cli = MedlightCLI(args=argv)
         close_dashboards(cli.trainer.loggers)
         return 0
     except MedlightError as err:
