@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-RESAMPLES = 10_000
+from medlight.studies.stats import hierarchical_bootstrap
 
 
 def case_dice(run: Path) -> dict[str, float]:
@@ -43,9 +43,8 @@ def compare(a: dict[str, float], b: dict[str, float], seed: int = 0) -> dict[str
     x = np.array([a[c] for c in cases])
     y = np.array([b[c] for c in cases])
     diff = y - x
-    rng = np.random.default_rng(seed)
-    means = diff[rng.integers(0, len(diff), size=(RESAMPLES, len(diff)))].mean(axis=1)
-    low, high = np.percentile(means, [2.5, 97.5])
+    # one run, so the project's run-then-case bootstrap reduces to resampling cases
+    low, high = hierarchical_bootstrap(diff[None, :], statistic=np.mean, seed=seed)
     return {
         "cases": len(cases),
         "a": float(x.mean()),
